@@ -68,7 +68,7 @@ class ResizeParams(Section):
 
     size: int = Field(default=48, ge=32, le=224)  # VGG16 needs at least 32x32
     interpolation: Literal["nearest", "linear", "area", "cubic"] = "linear"
-    batch: int = Field(default=512, ge=1, le=512)  # images per cv2.resize call
+    batch: int = Field(default=128, ge=1, le=128)  # images per cv2.resize call
     raw_dir: str = "data/raw"
     validated_dir: str = "data/validated"
     out_dir: str = "data/resized"

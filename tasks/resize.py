@@ -2,8 +2,8 @@
 
 Output stays uint8 on disk: (60000, 48, 48, 3) uint8 is 415 MB where the tutorial's
 float64 arrays are 3.3 GB. Images are resized in batches, each batch handed to one
-`cv2.resize` call as the channels of a single (28, 28, B) image (OpenCV allows up to
-512 channels), which is much faster than a Python loop over images.
+`cv2.resize` call as the channels of a single (28, 28, B) image (OpenCV 5 allows up
+to 128 channels): the same pixels as a loop over images, in about half the time.
 
 When the chosen model takes 28x28 input the stage only writes `resize.json` saying so,
 in well under a second and without reading the images.
@@ -24,7 +24,7 @@ from tasks.stage import log, run_stage
 
 RESIZED_FILE = "resized.npz"
 META_FILE = "resize.json"
-CV_MAX_CHANNELS = 512
+CV_MAX_CHANNELS = 128  # OpenCV 5 takes at most 128 channels per image
 
 
 def interpolation_flag(name: str) -> int:
