@@ -1,0 +1,55 @@
+#!/usr/bin/env bash
+# Set up a fresh machine for this project; safe to run again (it skips what is done).
+#   - Debian package dataset-fashion-mnist: full Fashion-MNIST for offline runs (needs root or sudo)
+#   - .venv with every Python dependency pinned in requirements.lock
+# Sourced by scripts/main.sh and scripts/test.sh; leaves .venv/bin first on PATH.
+set -euo pipefail
+ROOT="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
+PYTHON="${PYTHON:-python3}"
+
+say() { printf '[setup] %s\n' "$*" >&2; }
+
+install_debian_packages() {
+  local wanted=(dataset-fashion-mnist git)
+  local missing=()
+  for pkg in "${wanted[@]}"; do
+    dpkg-query -W -f='${Status}' "$pkg" 2>/dev/null | grep -q "install ok installed" || missing+=("$pkg")
+  done
+  [ ${#missing[@]} -eq 0 ] && return 0
+  if ! command -v apt-get >/dev/null; then
+    say "no apt-get: install ${missing[*]} yourself (offline Fashion-MNIST needs dataset-fashion-mnist)"
+    return 0
+  fi
+  local sudo=""
+  if [ "$(id -u)" -ne 0 ]; then
+    if command -v sudo >/dev/null; then sudo="sudo"; else
+      say "not root and no sudo: cannot install ${missing[*]}"; return 0; fi
+  fi
+  say "installing Debian packages: ${missing[*]}"
+  $sudo apt-get update -qq
+  DEBIAN_FRONTEND=noninteractive $sudo apt-get install -y -qq "${missing[@]}" >/dev/null
+}
+
+install_python_packages() {
+  local venv="$ROOT/.venv" stamp="$ROOT/.venv/.requirements.sha256"
+  local want
+  want="$(sha256sum "$ROOT/requirements.lock" | cut -d' ' -f1)"
+  if [ ! -x "$venv/bin/python" ]; then
+    say "creating virtual environment .venv with $($PYTHON --version 2>&1)"
+    "$PYTHON" -m venv "$venv"
+  fi
+  if [ -f "$stamp" ] && [ "$(cat "$stamp")" = "$want" ]; then
+    say "Python packages already match requirements.lock"
+  else
+    say "installing pinned Python packages from requirements.lock (first time: a few minutes)"
+    "$venv/bin/python" -m pip install -q --upgrade pip
+    "$venv/bin/python" -m pip install -q -r "$ROOT/requirements.lock"
+    echo "$want" > "$stamp"
+  fi
+}
+
+install_debian_packages
+install_python_packages
+export PATH="$ROOT/.venv/bin:$PATH"
+export VIRTUAL_ENV="$ROOT/.venv"
+export TF_CPP_MIN_LOG_LEVEL="${TF_CPP_MIN_LOG_LEVEL:-2}"
