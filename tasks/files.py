@@ -85,6 +85,9 @@ def load_npz(path: Path, keys: tuple[str, ...] | None = None) -> dict[str, np.nd
     """
     if not path.is_file():
         raise PipelineError(f"file not found: {path}")
+    with open(path, "rb") as handle:
+        if handle.read(4) != b"PK\x03\x04":
+            raise PipelineError(f"{path}: not an .npz archive (no zip header)")
     try:
         with np.load(path, allow_pickle=False) as archive:
             found = tuple(archive.files)
@@ -102,8 +105,6 @@ def load_npz(path: Path, keys: tuple[str, ...] | None = None) -> dict[str, np.nd
             raise PipelineError(
                 f"{path}: holds pickled Python objects; refused (loaded with allow_pickle=False)"
             ) from None
-        if "pickled data" in str(exc):
-            raise PipelineError(f"{path}: not an .npz archive (no zip header)") from None
         raise PipelineError(f"{path}: not a readable .npz archive ({exc})") from None
     except (zipfile.BadZipFile, OSError, EOFError, KeyError) as exc:
         raise PipelineError(f"{path}: corrupt or truncated .npz archive ({exc})") from None
