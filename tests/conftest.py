@@ -43,8 +43,14 @@ def fashion() -> dict[str, np.ndarray]:
 
 @pytest.fixture
 def small_raw(mnist_sample: dict[str, np.ndarray]) -> dict[str, np.ndarray]:
-    """A small real slice: 600 train / 200 test images, every class present (copies)."""
-    return {key: value[: 600 if "train" in key else 200].copy() for key, value in mnist_sample.items()}
+    """A small real slice, shuffled: 600 train / 200 test images, 60 / 20 per class (copies)."""
+    rng = np.random.default_rng(0)
+    out = {}
+    for split, per_class in (("train", 60), ("test", 20)):
+        labels = mnist_sample[f"y_{split}"]
+        index = rng.permutation(np.concatenate([np.flatnonzero(labels == c)[:per_class] for c in range(10)]))
+        out[f"x_{split}"], out[f"y_{split}"] = mnist_sample[f"x_{split}"][index], labels[index]
+    return out
 
 
 def write_params(folder: Path, overrides: dict[str, dict]) -> Path:

@@ -1,0 +1,205 @@
+"""The bad-input catalogue: each broken input through real `dvc repro` in a real git repository.
+
+Every case must give one `error:` line naming the problem, a non-zero exit from
+`dvc repro`, and leave the outputs of the last good run intact (the failing stage
+writes nothing; later stages do not run).
+"""
+
+from __future__ import annotations
+
+import gzip
+import http.server
+import shutil
+import threading
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+import pytest
+import yaml
+
+from conftest import dvc, make_repo
+from tasks import sources
+from tasks.files import save_npz, sha256_file
+
+OUTPUTS = ("data/raw/raw.npz", "data/validated/validation.json", "data/prepared/prepared.npz")
+
+
+@dataclass(frozen=True)
+class Case:
+    name: str
+    stage: str  # the stage that must refuse it
+    expect: str  # text the one error line must contain
+    make: Callable[[Path, dict[str, np.ndarray]], dict]  # writes the input, returns `data` params
+
+
+def npz_case(mutate: Callable[[dict[str, np.ndarray]], dict[str, np.ndarray]]) -> Callable:
+    def make(folder: Path, good: dict[str, np.ndarray]) -> dict:
+        path = folder / "input.npz"
+        np.savez(path, **mutate({key: value.copy() for key, value in good.items()}))
+        return {"path": str(path)}
+    return make
+
+
+def truncated(folder: Path, good: dict[str, np.ndarray]) -> dict:
+    path = folder / "input.npz"
+    save_npz(path, good)
+    path.write_bytes(path.read_bytes()[: path.stat().st_size // 2])
+    return {"path": str(path)}
+
+
+def corrupt(folder: Path, good: dict[str, np.ndarray]) -> dict:
+    path = folder / "input.npz"
+    save_npz(path, good)
+    data = bytearray(path.read_bytes())
+    data[30:4000] = b"\xff" * 3970  # keep the zip magic, destroy the first member
+    path.write_bytes(bytes(data))
+    return {"path": str(path)}
+
+
+def pickled(folder: Path, good: dict[str, np.ndarray]) -> dict:
+    path = folder / "input.npz"
+    np.savez(path, **{**good, "x_train": np.array([{"payload": "os.system"}] * 3, dtype=object)})
+    return {"path": str(path)}
+
+
+def wrong_magic_idx(folder: Path, good: dict[str, np.ndarray]) -> dict:
+    target = folder / "idx"
+    target.mkdir()
+    for key, stem in sources.IDX_NAMES.items():
+        array = good[key]
+        magic = bytes([0, 0, 0x08, array.ndim]) if key != "y_test" else b"\x01\x08\x00\x00"
+        dims = b"".join(int(d).to_bytes(4, "big") for d in array.shape)
+        (target / f"{stem}.gz").write_bytes(gzip.compress(magic + dims + array.tobytes()))
+    return {"path": str(target)}
+
+
+def drop_class(arrays: dict[str, np.ndarray]) -> dict[str, np.ndarray]:
+    keep = arrays["y_test"] != 7
+    return {**arrays, "x_test": arrays["x_test"][keep], "y_test": arrays["y_test"][keep]}
+
+
+def bad_labels(arrays: dict[str, np.ndarray]) -> dict[str, np.ndarray]:
+    labels = arrays["y_train"].astype(np.int64)
+    labels[[5, 9]] = [10, -1]
+    return {**arrays, "y_train": labels}
+
+
+def nan_images(arrays: dict[str, np.ndarray]) -> dict[str, np.ndarray]:
+    images = arrays["x_test"].astype(np.float32)
+    images[3, 10, 10] = np.nan
+    return {**arrays, "x_test": images}
+
+
+def not_an_archive(folder: Path, good: dict[str, np.ndarray]) -> dict:
+    path = folder / "input.npz"
+    path.write_text("x_train,y_train\n1,2\n")
+    return {"path": str(path)}
+
+
+CASES = [
+    Case("truncated npz", "fetch", "corrupt or truncated .npz", truncated),
+    Case("corrupt npz", "fetch", ".npz", corrupt),
+    Case("not an npz at all", "fetch", "not an .npz archive", not_an_archive),
+    Case("pickled objects in npz", "fetch", "pickled Python objects; refused", pickled),
+    Case("wrong keys", "fetch", "missing keys", npz_case(lambda a: {"images": a["x_train"], "labels": a["y_train"]})),
+    Case("IDX wrong magic number", "fetch", "wrong IDX magic number", wrong_magic_idx),
+    Case("wrong image dtype", "validate", "images dtype is float64",
+         npz_case(lambda a: {**a, "x_train": a["x_train"].astype(np.float64)})),
+    Case("wrong image shape", "validate", "image shape is 784",
+         npz_case(lambda a: {**a, "x_train": a["x_train"].reshape(len(a["x_train"]), 784)})),
+    Case("labels 10 and -1", "validate", "labels in 0..9", npz_case(bad_labels)),
+    Case("NaN in float images", "validate", "no NaN pixels", npz_case(nan_images)),
+    Case("image/label count mismatch", "validate", "image and label counts match",
+         npz_case(lambda a: {**a, "y_test": a["y_test"][:-3]})),
+    Case("empty arrays", "validate", "split is not empty",
+         npz_case(lambda a: {**a, "x_test": a["x_test"][:0], "y_test": a["y_test"][:0]})),
+    Case("a split missing a class", "validate", "missing classes [7]", npz_case(drop_class)),
+]
+
+
+class BadBytesHandler(http.server.SimpleHTTPRequestHandler):
+    """Serves the real Fashion-MNIST files, with one byte of the training labels flipped."""
+
+    def do_GET(self) -> None:  # noqa: N802 (http.server's name)
+        name = self.path.strip("/")
+        data = (sources.FASHION_DEBIAN_DIR / name).read_bytes()
+        if name == "train-labels-idx1-ubyte.gz":
+            data = data[:-1] + bytes([data[-1] ^ 0xFF])
+        self.send_response(200)
+        self.send_header("Content-Length", str(len(data)))
+        self.end_headers()
+        self.wfile.write(data)
+
+    def log_message(self, *args: object) -> None:
+        pass
+
+
+@pytest.fixture(scope="module")
+def repo(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Path]:
+    """A repository with one good `dvc repro` done (offline MNIST sample, small MLP)."""
+    root = make_repo(tmp_path_factory.mktemp("repo"))
+    set_params(root, {"data": {}, "train": {"model": "mlp_500"}})
+    result = dvc(root, "repro")
+    assert result.returncode == 0, result.stdout
+    yield root
+
+
+def set_params(root: Path, overrides: dict[str, dict]) -> None:
+    original = root / "params.original.yaml"
+    if not original.exists():
+        shutil.copy(root / "params.yaml", original)
+    params = yaml.safe_load(original.read_text())
+    for section, values in overrides.items():
+        params[section].update(values)
+    (root / "params.yaml").write_text(yaml.safe_dump(params, sort_keys=False))
+
+
+def hashes(root: Path) -> dict[str, str]:
+    return {name: sha256_file(root / name) for name in OUTPUTS}
+
+
+def assert_refused(root: Path, result, stage: str, expect: str, before: dict[str, str]) -> None:
+    assert result.returncode != 0, result.stdout
+    errors = [line for line in result.stdout.splitlines() if line.startswith("error:")]
+    assert len(errors) == 1, result.stdout
+    assert errors[0].startswith(f"error: {stage}:") and expect in errors[0], errors[0]
+    after = hashes(root)
+    untouched = OUTPUTS if stage == "fetch" else OUTPUTS[1:]  # validate failures: fetch did succeed
+    assert {k: after[k] for k in untouched} == {k: before[k] for k in untouched}
+
+
+@pytest.mark.e2e
+@pytest.mark.parametrize("case", CASES, ids=[case.name for case in CASES])
+def test_bad_input_is_refused(repo: Path, small_raw, tmp_path: Path, case: Case):
+    before = hashes(repo)
+    set_params(repo, {"data": case.make(tmp_path, small_raw), "train": {"model": "mlp_500"}})
+    assert_refused(repo, dvc(repo, "repro"), case.stage, case.expect, before)
+
+
+@pytest.mark.e2e
+def test_download_with_wrong_checksum_is_refused(repo: Path, tmp_path: Path):
+    server = http.server.ThreadingHTTPServer(("127.0.0.1", 0), BadBytesHandler)
+    threading.Thread(target=server.serve_forever, daemon=True).start()
+    try:
+        before = hashes(repo)
+        cache = tmp_path / "cache"
+        set_params(repo, {"data": {"dataset": "fashion_mnist", "source": "download", "retries": 0,
+                                   "mirror": f"http://127.0.0.1:{server.server_address[1]}/",
+                                   "cache_dir": str(cache)}, "train": {"model": "mlp_500"}})
+        assert_refused(repo, dvc(repo, "repro"), "fetch", "failed its sha256 check", before)
+        assert not (cache / "fashion_mnist" / "train-labels-idx1-ubyte.gz").exists()
+    finally:
+        server.shutdown()
+
+
+@pytest.mark.e2e
+def test_a_good_local_file_then_reproduces(repo: Path, small_raw, tmp_path: Path):
+    """The positive control: the same repository accepts a good local .npz after the failures."""
+    save_npz(tmp_path / "good.npz", small_raw)
+    set_params(repo, {"data": {"path": str(tmp_path / "good.npz")}, "train": {"model": "mlp_500"}})
+    result = dvc(repo, "repro")
+    assert result.returncode == 0, result.stdout
+    assert "fetch: mnist from source 'path' (auto)" in result.stdout
+    assert "800 images (600 train / 200 test)" in result.stdout

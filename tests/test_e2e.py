@@ -1,0 +1,65 @@
+"""`dvc repro` end to end, offline, in a temporary git repository holding this project."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import pytest
+import yaml
+
+from conftest import dvc, make_repo
+from tasks.files import load_npz
+
+STAGES = ("fetch", "validate", "prepare", "resize")
+
+
+def set_param(repo: Path, section: str, key: str, value: object) -> None:
+    params = yaml.safe_load((repo / "params.yaml").read_text())
+    params[section][key] = value
+    (repo / "params.yaml").write_text(yaml.safe_dump(params, sort_keys=False))
+
+
+@pytest.mark.e2e
+def test_defaults_on_the_mnist_sample_then_nothing_reruns(tmp_path: Path):
+    repo = make_repo(tmp_path)
+    first = dvc(repo, "repro")
+    assert first.returncode == 0, first.stdout
+    for stage in STAGES:
+        assert f"Running stage '{stage}'" in first.stdout
+    assert "fetch: mnist from source 'offline' (auto)" in first.stdout
+    assert "5,000 images (4,000 train / 1,000 test)" in first.stdout
+    lock = yaml.safe_load((repo / "dvc.lock").read_text())
+    assert set(lock["stages"]) == set(STAGES)
+
+    second = dvc(repo, "repro")
+    assert second.returncode == 0, second.stdout
+    for stage in STAGES:
+        assert f"Stage '{stage}' didn't change, skipping" in second.stdout
+    assert "Running stage" not in second.stdout
+
+    status = dvc(repo, "status")
+    assert "Data and pipelines are up to date" in status.stdout
+
+
+@pytest.mark.e2e
+def test_full_fashion_mnist_with_resize_then_without(tmp_path: Path):
+    repo = make_repo(tmp_path)
+    set_param(repo, "data", "dataset", "fashion_mnist")
+    set_param(repo, "train", "model", "vgg16_transfer")
+    run = dvc(repo, "repro")
+    assert run.returncode == 0, run.stdout
+    assert "70,000 images (60,000 train / 10,000 test)" in run.stdout
+    fetched = json.loads((repo / "data/raw/fetch.json").read_text())
+    assert fetched["source"] == "offline" and fetched["origin"] == "/usr/share/datasets/fashion-mnist"
+    resized = load_npz(repo / "data/resized/resized.npz", ("x_test",))
+    assert resized["x_test"].shape == (10000, 48, 48, 3) and resized["x_test"].dtype.name == "uint8"
+
+    set_param(repo, "train", "model", "mlp_500")  # a 28x28 model: resize must not do the work
+    run = dvc(repo, "repro")
+    assert run.returncode == 0, run.stdout
+    assert "Stage 'fetch' didn't change, skipping" in run.stdout
+    assert "resize: skipped, mlp_500 takes 28x28 grayscale input" in run.stdout
+    assert not (repo / "data/resized/resized.npz").exists()
+    prepared = load_npz(repo / "data/prepared/prepared.npz", ("x_train", "x_val"))
+    assert prepared["x_train"].shape == (54000, 784) and prepared["x_val"].shape == (6000, 784)

