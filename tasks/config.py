@@ -74,6 +74,59 @@ class ResizeParams(Section):
     out_dir: str = "data/resized"
 
 
+class FeaturesParams(Section):
+    """`features`: the frozen VGG16 base, run once over the resized images."""
+
+    weights: str = "imagenet"  # imagenet (Keras' download and cache) | none (random) | path to an .h5
+    batch: int = Field(default=256, ge=1)
+    seed: int = 42
+    resized_dir: str = "data/resized"
+    out_dir: str = "data/features"
+
+
+class TrainParams(Section):
+    """`train`: which catalogue model, run-level overrides, callbacks and where things go."""
+
+    model: str = "cnn"
+    seed: int = 42
+    epochs: int | None = Field(default=None, ge=1)  # None: the catalogue entry's
+    batch_size: int | None = Field(default=None, ge=1)
+    learning_rate: float | None = Field(default=None, gt=0)
+    early_stopping_patience: int = Field(default=3, ge=0)  # on val_loss; 0 turns it off
+    max_train_images: int | None = Field(default=None, ge=10)  # a seeded random subset, for quick runs
+    prepared_dir: str = "data/prepared"
+    features_dir: str = "data/features"
+    checkpoint_dir: str = "checkpoints"  # per-run backups for resuming a killed run (not versioned)
+    live_dir: str = "dvclive"
+    out_dir: str = "model"
+
+
+class EvaluateParams(Section):
+    """`evaluate`: thresholds of the diagnosis and the metric audit."""
+
+    underfit_train_below: float = Field(default=0.8, ge=0, le=1)  # train accuracy below this: underfitting
+    overfit_gap: float = Field(default=0.03, ge=0, le=1)  # train minus validation accuracy above this: overfitting
+    metric_gap: float = Field(default=0.005, ge=0, le=1)  # Keras' metric vs true top-1 beyond this: flagged
+    mistakes: int = Field(default=16, ge=1, le=100)  # most confident mistakes kept
+    batch_size: int = Field(default=512, ge=1)
+    prepared_dir: str = "data/prepared"
+    features_dir: str = "data/features"
+    model_dir: str = "model"
+    out_dir: str = "evaluation"
+
+
+class ReportParams(Section):
+    """`report`: where the records come from and where reports go."""
+
+    raw_dir: str = "data/raw"
+    validated_dir: str = "data/validated"
+    prepared_dir: str = "data/prepared"
+    model_dir: str = "model"
+    evaluation_dir: str = "evaluation"
+    timings_dir: str = "timings"
+    out_dir: str = "reports"  # the report lands in <out_dir>/<dataset>/<model>/
+
+
 class TrainModelParams(BaseModel):
     """The part of `train` that the data stages read: the model's name only."""
 

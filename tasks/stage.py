@@ -4,9 +4,13 @@ from __future__ import annotations
 
 import sys
 import time
+from pathlib import Path
 from collections.abc import Callable
 
 from tasks.errors import PipelineError
+from tasks.files import write_json
+
+TIMINGS_DIR = Path("timings")  # seconds of each stage's last successful run, read by the report
 
 
 def log(message: str) -> None:
@@ -26,5 +30,7 @@ def run_stage(name: str, main: Callable[[], None]) -> int:
         where = f" {exc.filename}" if exc.filename else ""
         log(f"error: {name}: cannot read or write{where}: {exc.strerror or exc}")
         return 1
-    log(f"{name}: done in {time.perf_counter() - started:.1f} s")
+    seconds = time.perf_counter() - started
+    write_json(TIMINGS_DIR / f"{name}.json", {"stage": name, "seconds": round(seconds, 2)})
+    log(f"{name}: done in {seconds:.1f} s")
     return 0

@@ -1,0 +1,67 @@
+"""PNG plots for reports (matplotlib, headless). Each writes one file atomically."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import numpy as np
+
+from tasks.files import atomic_path
+
+
+def _figure(width: float, height: float):
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    return plt, plt.figure(figsize=(width, height), dpi=100)
+
+
+def _save(plt, fig, path: Path) -> None:
+    with atomic_path(path) as tmp:
+        fig.savefig(tmp, format="png", bbox_inches="tight", metadata={"Software": None})
+    plt.close(fig)
+
+
+def curves_png(path: Path, history: dict[str, list[float]], metric: str) -> None:
+    """Loss and metric per epoch, training vs validation."""
+    plt, fig = _figure(10, 3.5)
+    for position, key in enumerate(("loss", metric), start=1):
+        axis = fig.add_subplot(1, 2, position)
+        epochs = np.arange(1, len(history.get(key, [])) + 1)
+        axis.plot(epochs, history.get(key, []), marker="o", label="train")
+        axis.plot(epochs, history.get(f"val_{key}", []), marker="o", label="validation")
+        axis.set_xlabel("epoch")
+        axis.set_title(key)
+        axis.legend()
+        axis.grid(alpha=0.3)
+    _save(plt, fig, path)
+
+
+def confusion_png(path: Path, matrix: np.ndarray, names: list[str]) -> None:
+    """The confusion matrix, rows true classes, columns predicted, counts written in."""
+    plt, fig = _figure(7, 6)
+    axis = fig.add_subplot(1, 1, 1)
+    axis.imshow(matrix, cmap="Blues")
+    axis.set_xticks(range(10), names, rotation=45, ha="right")
+    axis.set_yticks(range(10), names)
+    axis.set_xlabel("predicted")
+    axis.set_ylabel("true")
+    threshold = matrix.max() / 2 if matrix.size else 0
+    for (row, col), count in np.ndenumerate(matrix):
+        axis.text(col, row, str(count), ha="center", va="center", fontsize=7,
+                  color="white" if count > threshold else "black")
+    _save(plt, fig, path)
+
+
+def image_grid_png(path: Path, images: np.ndarray, titles: list[str], columns: int = 8) -> None:
+    """uint8 (N, 28, 28) images in a grid, each with a caption."""
+    rows = max(1, -(-len(images) // columns))
+    plt, fig = _figure(columns * 1.3, rows * 1.5)
+    for position, (image, title) in enumerate(zip(images, titles), start=1):
+        axis = fig.add_subplot(rows, columns, position)
+        axis.imshow(image, cmap="gray_r")
+        axis.set_title(title, fontsize=7)
+        axis.axis("off")
+    _save(plt, fig, path)

@@ -1,0 +1,177 @@
+"""train: fit the chosen catalogue model, seeded and deterministic, with callbacks.
+
+Callbacks: early stopping on validation loss (best weights restored), the tutorial's
+threshold stop (`stop_at_loss`), Keras' BackupAndRestore so a run killed mid-training
+resumes from its last completed epoch when re-run, and dvclive for per-epoch metrics
+in DVC's format. Writes `model/model.keras` and `model/train.json` (history, settings,
+data lineage, how training stopped).
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import sys
+import time
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from tasks.catalogue import model_input
+from tasks.config import TrainParams, load_params, parse_section
+from tasks.errors import PipelineError
+from tasks.files import atomic_path, load_npz, read_json, write_json
+from tasks.models import ModelSpec, build_model, model_spec
+from tasks.stage import log, run_stage
+
+MODEL_FILE = "model.keras"
+META_FILE = "train.json"
+LINEAR_X = np.array([-1.0, 0.0, 1.0, 2.0, 3.0, 4.0], dtype=np.float32)  # the demo's data: y = 2x - 1
+LINEAR_Y = 2 * LINEAR_X - 1
+
+
+def effective_spec(spec: ModelSpec, params: TrainParams) -> ModelSpec:
+    """The catalogue entry with the run-level overrides of `train` applied."""
+    overrides = {key: getattr(params, key) for key in ("epochs", "batch_size", "learning_rate")
+                 if getattr(params, key) is not None}
+    return spec.model_copy(update=overrides)
+
+
+def match_labels(y: np.ndarray, sparse: bool) -> np.ndarray:
+    """Labels as the loss needs them: class ids (N,) or one-hot (N, 10)."""
+    if sparse:
+        return y if y.ndim == 1 else y.argmax(axis=1)
+    return y if y.ndim == 2 else np.eye(10, dtype=np.float32)[y]
+
+
+def subset(x: np.ndarray, y: np.ndarray, n: int | None, seed: int) -> tuple[np.ndarray, np.ndarray]:
+    """A seeded random subset of n rows (all rows when n is None or too large)."""
+    if n is None or n >= len(x):
+        return x, y
+    index = np.sort(np.random.default_rng(seed).choice(len(x), size=n, replace=False))
+    return x[index], y[index]
+
+
+def load_training_data(params: TrainParams, spec: ModelSpec, model: str) -> dict[str, np.ndarray]:
+    """x/y for train and val: prepared arrays, or cached VGG16 features for the transfer model."""
+    prepared = load_npz(Path(params.prepared_dir) / "prepared.npz",
+                        ("x_train", "y_train", "x_val", "y_val", "train_index", "val_index"))
+    data = {key: prepared[key] for key in ("x_train", "y_train", "x_val", "y_val")}
+    if model_input(model).layout == "rgb":
+        features = load_npz(Path(params.features_dir) / "features.npz", ("x_train",))["x_train"]
+        data["x_train"], data["x_val"] = features[prepared["train_index"]], features[prepared["val_index"]]
+    for split in ("train", "val"):
+        data[f"y_{split}"] = match_labels(data[f"y_{split}"], spec.sparse_labels)
+    data["x_train"], data["y_train"] = subset(data["x_train"], data["y_train"], params.max_train_images, params.seed)
+    return data
+
+
+def run_key(spec: ModelSpec, params: TrainParams, data: dict[str, np.ndarray]) -> str:
+    """Identifies a training run: same settings and data give the same key (for resuming)."""
+    digest = hashlib.sha256(json.dumps([spec.model_dump(), params.model_dump()], sort_keys=True).encode())
+    for key in sorted(data):
+        digest.update(np.ascontiguousarray(data[key]).tobytes())
+    return digest.hexdigest()[:16]
+
+
+def callbacks(spec: ModelSpec, params: TrainParams, backup_dir: Path, resuming: bool) -> list[Any]:
+    """Early stopping, threshold stop, backup-and-restore, dvclive."""
+    import keras
+    from dvclive import Live
+    from dvclive.keras import DVCLiveCallback
+
+    from tasks.callbacks import StopAtLoss
+
+    stack: list[Any] = [keras.callbacks.BackupAndRestore(str(backup_dir), save_freq="epoch", delete_checkpoint=True)]
+    if params.early_stopping_patience:
+        stack.append(keras.callbacks.EarlyStopping(monitor="val_loss", patience=params.early_stopping_patience,
+                                                   restore_best_weights=True))
+    if spec.stop_at_loss is not None:
+        stack.append(StopAtLoss(spec.stop_at_loss))
+    live = Live(params.live_dir, dvcyaml=False, save_dvc_exp=False, resume=resuming)
+    stack.append(DVCLiveCallback(live=live))
+    return stack
+
+
+def fit(spec: ModelSpec, data: dict[str, np.ndarray], stack: list[Any], seed: int) -> tuple[Any, dict[str, list[float]]]:
+    """Build the model and fit it; returns the model and its per-epoch history."""
+    import keras
+
+    keras.utils.set_random_seed(seed)
+    model = build_model(spec, data["x_train"].shape[1:])
+    verbose = 1 if sys.stdout.isatty() else 2
+    history = model.fit(data["x_train"], data["y_train"], validation_data=(data["x_val"], data["y_val"]),
+                        batch_size=spec.batch_size, epochs=spec.epochs, callbacks=stack, verbose=verbose,
+                        shuffle=True)
+    return model, {key: [float(v) for v in values] for key, values in history.history.items()}
+
+
+def fit_linear(spec: ModelSpec, seed: int) -> tuple[Any, dict[str, list[float]]]:
+    """The single-neuron demo on its own six points."""
+    import keras
+
+    keras.utils.set_random_seed(seed)
+    model = build_model(spec, (1,))
+    history = model.fit(LINEAR_X, LINEAR_Y, epochs=spec.epochs, batch_size=spec.batch_size, verbose=0)
+    return model, {key: [float(v) for v in values] for key, values in history.history.items()}
+
+
+def stopped_by(spec: ModelSpec, history: dict[str, list[float]], stack: list[Any]) -> str:
+    """Why training ended: all epochs, early stopping, or the loss threshold."""
+    for callback in stack:
+        if type(callback).__name__ == "StopAtLoss" and callback.stopped_epoch is not None:
+            return f"loss below {spec.stop_at_loss} after epoch {callback.stopped_epoch + 1}"
+        if type(callback).__name__ == "EarlyStopping" and 0 < callback.stopped_epoch < spec.epochs - 1:
+            return f"early stopping after epoch {callback.stopped_epoch + 1} (best weights restored)"
+    return f"all {len(history.get('loss', []))} epochs" if len(history.get("loss", [])) >= spec.epochs else "resumed run"
+
+
+def save_model(model: Any, path: Path) -> None:
+    """Save atomically: Keras writes a temporary .keras file that is then moved into place."""
+    with atomic_path(path) as tmp:
+        keras_tmp = tmp.with_suffix(".keras")
+        model.save(keras_tmp)
+        keras_tmp.replace(tmp)
+
+
+def main() -> None:
+    """Read `train` and `models.<train.model>`; write `model/model.keras` and `model/train.json`."""
+    import tensorflow as tf
+
+    params_file = load_params()
+    params = parse_section(params_file, "train", TrainParams)
+    spec = effective_spec(model_spec(params_file.get("models", {}), params.model), params)
+    tf.config.experimental.enable_op_determinism()
+    started = time.perf_counter()
+    if spec.kind == "linear":
+        model, history, how, key = *fit_linear(spec, params.seed), f"all {spec.epochs} epochs", "linear"
+        shapes: dict[str, Any] = {"x_train": [len(LINEAR_X), 1]}
+    else:
+        data = load_training_data(params, spec, params.model)
+        key = run_key(spec, params, data)
+        backup = Path(params.checkpoint_dir) / f"{params.model}-{key}"
+        resuming = backup.exists()
+        if resuming:
+            log(f"train: resuming {params.model} from the checkpoint in {backup}")
+        stack = callbacks(spec, params, backup, resuming)
+        log(f"train: {params.model} on {len(data['x_train']):,} images (val {len(data['x_val']):,}), "
+            f"{spec.epochs} epochs max, batch {spec.batch_size}, {spec.optimizer} lr {spec.learning_rate}")
+        model, history = fit(spec, data, stack, params.seed)
+        how = stopped_by(spec, history, stack)
+        shapes = {k: list(v.shape) for k, v in data.items()}
+    seconds = time.perf_counter() - started
+    out_dir = Path(params.out_dir)
+    save_model(model, out_dir / MODEL_FILE)
+    prepared = {} if spec.kind == "linear" else read_json(Path(params.prepared_dir) / "prepare.json")
+    write_json(out_dir / META_FILE, {
+        "model": params.model, "spec": spec.model_dump(), "train_params": params.model_dump(),
+        "history": history, "epochs_run": len(history.get("loss", [])), "stopped_by": how,
+        "parameters": int(model.count_params()), "seconds": round(seconds, 2), "run_key": key,
+        "shapes": shapes, "dataset": prepared.get("dataset"), "raw_sha256": prepared.get("raw_sha256"),
+    })
+    log(f"train: {params.model} done: {how}, {model.count_params():,} parameters, {seconds:.1f} s")
+
+
+if __name__ == "__main__":
+    sys.exit(run_stage("train", main))
