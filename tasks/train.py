@@ -58,6 +58,9 @@ def load_training_data(params: TrainParams, spec: ModelSpec, model: str) -> dict
     prepared = load_npz(Path(params.prepared_dir) / "prepared.npz",
                         ("x_train", "y_train", "x_val", "y_val", "train_index", "val_index"))
     data = {key: prepared[key] for key in ("x_train", "y_train", "x_val", "y_val")}
+    made_for = read_json(Path(params.prepared_dir) / "prepare.json")["model"]
+    if model_input(made_for).layout != model_input(model).layout and model_input(model).layout != "rgb":
+        raise PipelineError(f"prepared data was shaped for {made_for}, not {model}: re-run prepare (dvc repro does)")
     if model_input(model).layout == "rgb":
         features = load_npz(Path(params.features_dir) / "features.npz", ("x_train",))["x_train"]
         data["x_train"], data["x_val"] = features[prepared["train_index"]], features[prepared["val_index"]]

@@ -140,7 +140,7 @@ class BadBytesHandler(http.server.SimpleHTTPRequestHandler):
 def repo(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Path]:
     """A repository with one good `dvc repro` done (offline MNIST sample, small MLP)."""
     root = make_repo(tmp_path_factory.mktemp("repo"))
-    set_params(root, {"data": {}, "train": {"model": "mlp_500"}})
+    set_params(root, {"data": {}, "train": {"model": "mlp_500", "epochs": 1}})
     result = dvc(root, "repro")
     assert result.returncode == 0, result.stdout
     yield root
@@ -153,6 +153,7 @@ def set_params(root: Path, overrides: dict[str, dict]) -> None:
     params = yaml.safe_load(original.read_text())
     for section, values in overrides.items():
         params[section].update(values)
+    params["train"]["epochs"] = 1  # the data stages are under test; keep training short
     (root / "params.yaml").write_text(yaml.safe_dump(params, sort_keys=False))
 
 

@@ -1,0 +1,103 @@
+"""train and evaluate through their CLIs: determinism, resume after SIGKILL, report contents."""
+
+from __future__ import annotations
+
+import json
+import os
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import pytest
+
+from conftest import stage_env, write_params
+
+QUICK = {"train": {"model": "mlp_500", "epochs": 2, "max_train_images": 1000}}
+
+
+def run_all(folder: Path, run_stage, stages: tuple[str, ...]) -> None:
+    for stage in stages:
+        result = run_stage(stage, folder)
+        assert result.returncode == 0, f"{stage}: {result.stderr[-2000:]}"
+
+
+@pytest.fixture(scope="module")
+def data_dir(tmp_path_factory) -> Path:
+    """fetch → validate → prepare done once on the MNIST sample (for mlp_500 and cnn inputs)."""
+    folder = tmp_path_factory.mktemp("data")
+    write_params(folder, QUICK)
+    env = stage_env()
+    for stage in ("fetch", "validate", "prepare", "resize", "features"):
+        result = subprocess.run([sys.executable, "-m", f"tasks.{stage}"], cwd=folder, env=env,
+                                capture_output=True, text=True)
+        assert result.returncode == 0, result.stderr
+    return folder
+
+
+def workspace(data_dir: Path, tmp_path: Path, overrides: dict) -> Path:
+    (tmp_path / "data").symlink_to(data_dir / "data")
+    write_params(tmp_path, overrides)
+    return tmp_path
+
+
+def test_same_seed_same_metrics(data_dir: Path, tmp_path: Path, run_stage):
+    results = []
+    for attempt in ("a", "b"):
+        (tmp_path / attempt).mkdir()
+        folder = workspace(data_dir, tmp_path / attempt, QUICK)
+        run_all(folder, run_stage, ("train", "evaluate"))
+        results.append((json.loads((folder / "model/train.json").read_text())["history"],
+                        json.loads((folder / "evaluation/metrics.json").read_text())))
+    (history_a, metrics_a), (history_b, metrics_b) = results
+    assert history_a == history_b
+    assert {k: v for k, v in metrics_a.items() if k != "train_seconds"} == \
+           {k: v for k, v in metrics_b.items() if k != "train_seconds"}
+
+
+def test_killed_training_resumes_from_checkpoint(data_dir: Path, tmp_path: Path, run_stage):
+    folder = workspace(data_dir, tmp_path, {"train": {"model": "mlp_500", "epochs": 20,
+                                                      "early_stopping_patience": 0}})
+    process = subprocess.Popen([sys.executable, "-m", "tasks.train"], cwd=folder, env=stage_env(),
+                               stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, start_new_session=True)
+    deadline = time.monotonic() + 300
+    while not list((folder / "checkpoints").glob("*/training_metadata.json")):  # an epoch has completed
+        assert process.poll() is None, "training ended before it could be killed"
+        assert time.monotonic() < deadline, "no checkpoint within 300 s"
+        time.sleep(0.2)
+    os.killpg(process.pid, signal.SIGKILL)
+    process.wait()
+    assert not (folder / "model/model.keras").exists()  # nothing half-written
+
+    resumed = run_stage("train", folder)
+    assert resumed.returncode == 0, resumed.stderr[-2000:]
+    assert "resuming mlp_500 from the checkpoint" in resumed.stderr
+    record = json.loads((folder / "model/train.json").read_text())
+    assert 1 <= record["epochs_run"] < 20  # only the epochs that were left
+    assert (folder / "model/model.keras").is_file()
+    assert not list((folder / "checkpoints").glob("*/training_metadata.json"))  # removed after success
+
+
+def test_report_sections_images_and_numbers(data_dir: Path, tmp_path: Path, run_stage):
+    folder = workspace(data_dir, tmp_path, {**QUICK, "models": {**_models(), "mlp_500": {
+        **_models()["mlp_500"], "loss": "binary_crossentropy", "metric": "binary_accuracy"}}})
+    run_all(folder, run_stage, ("train", "evaluate", "report"))
+    report_dir = folder / "reports/mnist/mlp_500"
+    text = (report_dir / "report.md").read_text()
+    for section in ("## Data", "## Model", "## Training", "## Test metrics", "## Claimed by the tutorial",
+                    "## Warnings", "## Lineage"):
+        assert section in text
+    for image in ("samples.png", "curves.png", "confusion.png", "mistakes.png"):
+        assert f"]({image})" in text and (report_dir / image).stat().st_size > 1000
+    metrics = json.loads((folder / "evaluation/metrics.json").read_text())
+    assert f"Test accuracy **{metrics['accuracy']:.2%}**" in text
+    assert f"| accuracy | {metrics['accuracy']:.4f} |" in text
+    assert "**Metric audit: flagged.**" in text  # binary accuracy of a 10-class model
+    assert "3,600 / 400 / 1,000" in text  # train / validation / test of the sample
+
+
+def _models() -> dict:
+    import yaml
+
+    return yaml.safe_load((Path(__file__).resolve().parents[1] / "params.yaml").read_text())["models"]
