@@ -56,6 +56,7 @@ class PrepareParams(Section):
 
     layout: Literal["auto", "flat", "image"] = "auto"  # auto: what train.model takes
     labels: Literal["auto", "onehot", "sparse"] = "auto"  # auto: what train.model's loss needs
+    normalize: bool = True  # x / 255; false keeps raw 0..255 values (the tutorials' lesson on why not)
     val_fraction: float = Field(default=0.1, gt=0, lt=0.5)
     seed: int = 42
     raw_dir: str = "data/raw"

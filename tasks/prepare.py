@@ -55,10 +55,11 @@ def stratified_val_split(labels: np.ndarray, val_fraction: float, seed: int) -> 
 
 
 def prepare_arrays(raw: dict[str, np.ndarray], layout: str, labels: str, val_fraction: float,
-                   seed: int) -> dict[str, np.ndarray]:
+                   seed: int, scale: bool = True) -> dict[str, np.ndarray]:
     """Raw uint8 arrays -> model-ready train/val/test arrays plus the split indices."""
     train_index, val_index = stratified_val_split(raw["y_train"], val_fraction, seed)
-    x_train, x_test = reshape(normalize(raw["x_train"]), layout), reshape(normalize(raw["x_test"]), layout)
+    to_float = normalize if scale else (lambda images: images.astype(np.float32))
+    x_train, x_test = reshape(to_float(raw["x_train"]), layout), reshape(to_float(raw["x_test"]), layout)
     y_train, y_test = encode_labels(raw["y_train"], labels), encode_labels(raw["y_test"], labels)
     return {
         "x_train": x_train[train_index], "y_train": y_train[train_index],
@@ -80,7 +81,7 @@ def describe(arrays: dict[str, np.ndarray], layout: str, labels: str, params: Pr
              model: str, validation: dict[str, Any]) -> dict[str, Any]:
     """The prepare record: what was made, from what, how."""
     return {
-        "model": model, "layout": layout, "labels": labels,
+        "model": model, "layout": layout, "labels": labels, "normalized": params.normalize,
         "val_fraction": params.val_fraction, "seed": params.seed,
         "dataset": validation["dataset"], "source": validation["source"], "raw_sha256": validation["raw_sha256"],
         "counts": {split: int(len(arrays[f"y_{split}"])) for split in ("train", "val", "test")},
@@ -96,13 +97,14 @@ def main() -> None:
     validation = read_json(Path(params.validated_dir) / "validation.json")  # exists only if validate passed
     raw = load_npz(Path(params.raw_dir) / "raw.npz", RAW_KEYS)
     layout, labels = resolve(params, model)
-    arrays = prepare_arrays(raw, layout, labels, params.val_fraction, params.seed)
+    arrays = prepare_arrays(raw, layout, labels, params.val_fraction, params.seed, params.normalize)
     out_dir = Path(params.out_dir)
     save_npz(out_dir / PREPARED_FILE, arrays)
     record = describe(arrays, layout, labels, params, model, validation)
     write_json(out_dir / META_FILE, record)
     counts = record["counts"]
-    log(f"prepare: {model} takes {layout} float32 in [0, 1] with {labels} labels; "
+    scale = "in [0, 1]" if params.normalize else "in 0..255 (normalize: false)"
+    log(f"prepare: {model} takes {layout} float32 {scale} with {labels} labels; "
         f"{counts['train']:,} train / {counts['val']:,} val (stratified, seed {params.seed}) / {counts['test']:,} test")
 
 

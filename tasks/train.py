@@ -110,13 +110,17 @@ def fit(spec: ModelSpec, data: dict[str, np.ndarray], stack: list[Any], seed: in
     return model, {key: [float(v) for v in values] for key, values in history.history.items()}
 
 
-def fit_linear(spec: ModelSpec, seed: int) -> tuple[Any, dict[str, list[float]]]:
-    """The single-neuron demo on its own six points."""
+def fit_linear(spec: ModelSpec, seed: int, live_dir: str) -> tuple[Any, dict[str, list[float]]]:
+    """The single-neuron demo on its own six points (no validation data: nothing to stop early on)."""
     import keras
+    from dvclive import Live
+    from dvclive.keras import DVCLiveCallback
 
     keras.utils.set_random_seed(seed)
     model = build_model(spec, (1,))
-    history = model.fit(LINEAR_X, LINEAR_Y, epochs=spec.epochs, batch_size=spec.batch_size, verbose=0)
+    live = DVCLiveCallback(live=Live(live_dir, dvcyaml=False, save_dvc_exp=False))
+    history = model.fit(LINEAR_X, LINEAR_Y, epochs=spec.epochs, batch_size=spec.batch_size, verbose=0,
+                        callbacks=[live])
     return model, {key: [float(v) for v in values] for key, values in history.history.items()}
 
 
@@ -148,7 +152,7 @@ def main() -> None:
     tf.config.experimental.enable_op_determinism()
     started = time.perf_counter()
     if spec.kind == "linear":
-        model, history, how, key = *fit_linear(spec, params.seed), f"all {spec.epochs} epochs", "linear"
+        model, history, how, key = *fit_linear(spec, params.seed, params.live_dir), f"all {spec.epochs} epochs", "linear"
         shapes: dict[str, Any] = {"x_train": [len(LINEAR_X), 1]}
     else:
         data = load_training_data(params, spec, params.model)
