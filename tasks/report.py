@@ -73,16 +73,6 @@ def timings(folder: Path) -> list[list[str]]:
     return rows
 
 
-def layer_rows(model_path: Path) -> tuple[list[list[object]], int]:
-    """The model's layers (name, type, output shape, parameters) and its parameter count."""
-    import keras
-
-    model = keras.saving.load_model(model_path, safe_mode=True)
-    rows = [[layer.name, type(layer).__name__, str(tuple(layer.output.shape)), f"{layer.count_params():,}"]
-            for layer in model.layers]
-    return rows, int(model.count_params())
-
-
 def class_names(dataset: str) -> list[str]:
     return FASHION_CLASSES if dataset == "fashion_mnist" else [str(c) for c in range(10)]
 
@@ -187,7 +177,7 @@ def main() -> None:
         "evaluation": read_json(Path(params.evaluation_dir) / "evaluation.json"),
         "git": git_revision(), "hashes": stage_hashes(Path("dvc.lock")), "timings": timings(Path(params.timings_dir)),
     }
-    ctx["layers"], ctx["parameters"] = layer_rows(Path(params.model_dir) / "model.keras")
+    ctx["layers"], ctx["parameters"] = trained["layers"], trained["parameters"]  # no TensorFlow import needed
     out_dir = Path(params.out_dir) / fetched["dataset"] / trained["model"]
     out_dir.mkdir(parents=True, exist_ok=True)
     write_plots(out_dir, ctx, load_npz(Path(params.raw_dir) / "raw.npz"))

@@ -134,6 +134,12 @@ def stopped_by(spec: ModelSpec, history: dict[str, list[float]], stack: list[Any
     return f"all {len(history.get('loss', []))} epochs" if len(history.get("loss", [])) >= spec.epochs else "resumed run"
 
 
+def layer_table(model: Any) -> list[list[str]]:
+    """Name, type, output shape and parameter count of each layer, for the report."""
+    return [[layer.name, type(layer).__name__, str(tuple(layer.output.shape)), f"{layer.count_params():,}"]
+            for layer in model.layers]
+
+
 def save_model(model: Any, path: Path) -> None:
     """Save atomically: Keras writes a temporary .keras file that is then moved into place."""
     with atomic_path(path) as tmp:
@@ -175,6 +181,7 @@ def main() -> None:
         "model": params.model, "spec": spec.model_dump(), "train_params": params.model_dump(),
         "history": history, "epochs_run": len(history.get("loss", [])), "stopped_by": how,
         "parameters": int(model.count_params()), "seconds": round(seconds, 2), "run_key": key,
+        "layers": layer_table(model),
         "shapes": shapes, "dataset": prepared.get("dataset"), "raw_sha256": prepared.get("raw_sha256"),
     })
     log(f"train: {params.model} done: {how}, {model.count_params():,} parameters, {seconds:.1f} s")
