@@ -1,0 +1,120 @@
+"""Benchmark training on full Fashion-MNIST: accuracy and time, and the pipeline's overhead.
+
+Run from the repository root (with .venv active):
+
+    python -m benchmarks.bench_train [--models mlp_512_rmsprop,cnn] [--json out.json]
+
+For each model, in one run:
+  1. a bare Keras script (what a tutorial reader writes: load, /255, build the same layers,
+     fit the same epochs on the same training images, evaluate), timed as a whole process;
+  2. `dvc repro` of the same configuration in a fresh temporary git clone of this project
+     (fetch, validate, prepare, train, evaluate, report), timed as a whole.
+It prints test accuracy and seconds of each, and the ratio dvc/bare. Early stopping is off
+in both, so both train exactly the catalogue entry's epochs.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+import yaml
+
+ROOT = Path(__file__).resolve().parents[1]
+GOALS = {"cnn": 0.92, "mlp_512_rmsprop": 0.88}
+
+BARE_SCRIPT = r'''
+import sys, json, numpy as np, keras
+sys.path.insert(0, {root!r})
+from tasks.sources import read_fashion_debian
+from tasks.prepare import stratified_val_split
+keras.utils.set_random_seed(42)
+raw = read_fashion_debian().arrays
+train_index, val_index = stratified_val_split(raw["y_train"], 0.1, 42)   # the same training images
+shape = {shape!r}
+x = raw["x_train"].astype("float32") / 255
+x_test = raw["x_test"].astype("float32") / 255
+x, x_test = x.reshape((-1,) + shape), x_test.reshape((-1,) + shape)
+y, y_test = keras.utils.to_categorical(raw["y_train"], 10), keras.utils.to_categorical(raw["y_test"], 10)
+layers = keras.layers
+model = keras.Sequential({layers})
+model.compile(optimizer={optimizer}, loss="categorical_crossentropy", metrics=["accuracy"])
+model.fit(x[train_index], y[train_index], validation_data=(x[val_index], y[val_index]),
+          batch_size={batch}, epochs={epochs}, verbose=2)
+loss, acc = model.evaluate(x_test, y_test, verbose=0)
+print(json.dumps({{"accuracy": acc}}))
+'''
+
+LAYERS = {
+    "cnn": ("(28, 28, 1)", "[keras.Input((28, 28, 1)), layers.Conv2D(32, 3, activation='relu'), "
+            "layers.Conv2D(32, 3, activation='relu'), layers.MaxPooling2D(2), layers.Dropout(0.25), layers.Flatten(), "
+            "layers.Dense(500, activation='relu'), layers.Dropout(0.25), layers.Dense(500, activation='relu'), "
+            "layers.Dropout(0.25), layers.Dense(500, activation='relu'), layers.Dropout(0.25), "
+            "layers.Dense(10, activation='softmax')]", "keras.optimizers.Adam(0.001)"),
+    "mlp_512_rmsprop": ("(784,)", "[keras.Input((784,)), layers.Dense(512, activation='relu'), "
+                        "layers.Dense(512, activation='relu'), layers.Dense(10, activation='softmax')]",
+                        "keras.optimizers.RMSprop(0.001)"),
+}
+
+
+def bare(model: str, epochs: int, batch: int) -> tuple[float, float]:
+    """Seconds and test accuracy of the bare Keras script, as one process."""
+    shape, layers, optimizer = LAYERS[model]
+    code = BARE_SCRIPT.format(root=str(ROOT), shape=eval(shape), layers=layers, optimizer=optimizer,  # noqa: S307
+                              batch=batch, epochs=epochs)
+    started = time.perf_counter()
+    done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
+    seconds = time.perf_counter() - started
+    return seconds, json.loads(done.stdout.strip().splitlines()[-1])["accuracy"]
+
+
+def pipeline(model: str) -> tuple[float, float]:
+    """Seconds of `dvc repro` in a fresh clone, and the test accuracy it measured."""
+    sys.path.insert(0, str(ROOT / "tests"))
+    from conftest import make_repo, stage_env
+
+    with tempfile.TemporaryDirectory() as folder:
+        repo = make_repo(Path(folder))
+        params = yaml.safe_load((repo / "params.yaml").read_text())
+        params["data"]["dataset"] = "fashion_mnist"
+        params["train"].update({"model": model, "early_stopping_patience": 0})
+        (repo / "params.yaml").write_text(yaml.safe_dump(params, sort_keys=False))
+        started = time.perf_counter()
+        subprocess.run(["dvc", "repro"], cwd=repo, env=stage_env(), check=True, capture_output=True)
+        seconds = time.perf_counter() - started
+        return seconds, json.loads((repo / "evaluation/metrics.json").read_text())["accuracy"]
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--models", default="mlp_512_rmsprop,cnn", help="comma-separated: mlp_512_rmsprop, cnn")
+    parser.add_argument("--json", help="also write the figures to this JSON file")
+    args = parser.parse_args()
+    catalogue = yaml.safe_load((ROOT / "params.yaml").read_text())["models"]
+    print(f"command: python -m benchmarks.bench_train {' '.join(sys.argv[1:])}".rstrip())
+    print(f"machine: {os.cpu_count()} cores; full Fashion-MNIST (54,000 train / 6,000 val / 10,000 test)\n")
+    print(f"{'model':<17}{'epochs':>7}{'bare s':>9}{'bare acc':>10}{'dvc s':>9}{'dvc acc':>9}{'ratio':>8}  goal")
+    figures = {}
+    for model in args.models.split(","):
+        spec = catalogue[model]
+        epochs, batch = spec.get("epochs", 20), spec.get("batch_size", 128)
+        bare_s, bare_acc = bare(model, epochs, batch)
+        dvc_s, dvc_acc = pipeline(model)
+        goal = GOALS.get(model)
+        verdict = f">= {goal}: {'pass' if dvc_acc >= goal else 'FAIL'}" if goal else ""
+        print(f"{model:<17}{epochs:>7}{bare_s:>9.0f}{bare_acc:>10.4f}{dvc_s:>9.0f}{dvc_acc:>9.4f}"
+              f"{dvc_s / bare_s:>8.2f}  {verdict}", flush=True)
+        figures[model] = {"epochs": epochs, "bare_seconds": bare_s, "bare_accuracy": bare_acc,
+                          "dvc_seconds": dvc_s, "dvc_accuracy": dvc_acc, "ratio": dvc_s / bare_s}
+    if args.json:
+        Path(args.json).write_text(json.dumps(figures, indent=2))
+
+
+if __name__ == "__main__":
+    main()
