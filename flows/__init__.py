@@ -1,5 +1,1 @@
-"""Prefect flows over the same stage functions as dvc.yaml.
-
-Not built yet: the `train-mnist` flow and its deployments are issue 4's work.
-Until then, run the pipeline with `dvc repro` (see the README).
-"""
+"""Prefect flows over the same stages as dvc.yaml: `train_mnist` (the flow) and `serve` (its deployments)."""

@@ -128,6 +128,14 @@ class ReportParams(Section):
     out_dir: str = "reports"  # the report lands in <out_dir>/<dataset>/<model>/
 
 
+class RegistryParams(Section):
+    """`registry`: where versions go and the promotion gate."""
+
+    dir: str = "registry"
+    min_accuracy: float = Field(default=0.5, ge=0, le=1)  # the floor: below it a version is never champion
+    tolerance: float = Field(default=0.01, ge=0, le=1)  # may be this much worse than the champion and still bless
+
+
 class TrainModelParams(BaseModel):
     """The part of `train` that the data stages read: the model's name only."""
 

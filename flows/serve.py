@@ -1,0 +1,26 @@
+"""Serve the train-mnist deployments from this process (start the Prefect server first).
+
+    PREFECT_API_URL=http://127.0.0.1:4200/api python -m flows.serve
+
+Deployments (stable names): train-mnist/mnist and train-mnist/fashion-mnist. Each allows
+one run at a time (`concurrency_limit=1`): a second run started meanwhile waits its turn,
+so runs never compete for the two cores or the shared DVC cache.
+"""
+
+from __future__ import annotations
+
+from prefect import serve
+
+from flows.train_mnist import train_mnist
+
+DEPLOYMENTS = {"mnist": "mnist", "fashion-mnist": "fashion_mnist"}
+
+
+def main() -> None:
+    serve(*[train_mnist.to_deployment(name=name, parameters={"dataset": dataset}, concurrency_limit=1,
+                                      description=f"the MNIST pipeline on {dataset}; -p model=... -p epochs=...")
+            for name, dataset in DEPLOYMENTS.items()])
+
+
+if __name__ == "__main__":
+    main()

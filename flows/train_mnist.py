@@ -1,0 +1,159 @@
+"""The `train-mnist` Prefect flow: the DVC pipeline's stages as tasks, one versioned model per run.
+
+One definition of the stage graph: the flow reads the stage list from `dvc.yaml` and each
+task runs `dvc repro --single-item <stage>`, the same command and code as `dvc repro`.
+Each run works in its own git worktree of the last commit (so its lineage names an exact
+code revision and runs never share a workspace), with the project's DVC cache: the
+worktree starts from the committed `dvc.lock`, so stages whose inputs did not change are
+checked out from the cache, not recomputed. Tasks pass that workspace path, never arrays.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import re
+import shutil
+import subprocess
+import tempfile
+from collections.abc import Iterator
+from contextlib import contextmanager
+from pathlib import Path
+from typing import Any
+
+import yaml
+from prefect import flow, get_run_logger, task
+from prefect.artifacts import create_markdown_artifact, create_table_artifact
+from prefect.cache_policies import NO_CACHE
+from prefect.runtime import flow_run
+
+from tasks import registry
+from tasks.config import RegistryParams, parse_section
+from tasks.files import sha256_file
+
+ROOT = Path(__file__).resolve().parents[1]
+OVERRIDES = {"dataset": ("data", "dataset"), "model": ("train", "model"), "epochs": ("train", "epochs"),
+             "batch_size": ("train", "batch_size"), "learning_rate": ("train", "learning_rate"),
+             "seed": ("train", "seed"), "max_train_images": ("train", "max_train_images")}
+
+
+def stage_names(root: Path = ROOT) -> list[str]:
+    """The pipeline's stages, in the order dvc.yaml lists them (a topological order)."""
+    return list(yaml.safe_load((root / "dvc.yaml").read_text())["stages"])
+
+
+def slug(text: str) -> str:
+    """Prefect artifact keys: lowercase letters, digits and dashes only."""
+    return re.sub(r"[^a-z0-9]+", "-", text.lower()).strip("-")
+
+
+def git(root: Path, *args: str) -> str:
+    return subprocess.run(["git", *args], cwd=root, check=True, capture_output=True, text=True).stdout.strip()
+
+
+@contextmanager
+def workspace(root: Path) -> Iterator[Path]:
+    """A fresh git worktree of HEAD that shares the project's DVC cache; removed afterwards."""
+    folder = Path(tempfile.mkdtemp(prefix="train-mnist-")) / "ws"
+    git(root, "worktree", "add", "--detach", str(folder), "HEAD")
+    try:
+        subprocess.run(["dvc", "config", "--local", "cache.dir", str(root / ".dvc" / "cache")], cwd=folder,
+                       check=True, capture_output=True)
+        subprocess.run(["dvc", "checkout", "--allow-missing"], cwd=folder, capture_output=True)  # best effort
+        yield folder
+    finally:
+        git(root, "worktree", "remove", "--force", str(folder))
+        shutil.rmtree(folder.parent, ignore_errors=True)
+
+
+def apply_overrides(folder: Path, overrides: dict[str, Any]) -> dict[str, Any]:
+    """Write this run's parameter overrides into the workspace's params.yaml; return the params."""
+    path = folder / "params.yaml"
+    params = yaml.safe_load(path.read_text())
+    for key, value in overrides.items():
+        if value is not None:
+            section, name = OVERRIDES[key]
+            params[section][name] = value
+    path.write_text(yaml.safe_dump(params, sort_keys=False))
+    return params
+
+
+@task(cache_policy=NO_CACHE)  # DVC decides what is up to date; see the module docstring
+def run_stage(folder: str, stage: str) -> str:
+    """Run one pipeline stage exactly as `dvc repro` does; its output goes to the task log."""
+    logger = get_run_logger()
+    done = subprocess.run(["dvc", "repro", "--single-item", stage], cwd=folder, capture_output=True, text=True)
+    output = done.stdout + done.stderr
+    for line in output.splitlines():
+        if line.strip():
+            logger.info(line)
+    if done.returncode != 0:
+        errors = [line for line in output.splitlines() if line.startswith(("error:", "ERROR:"))]
+        raise RuntimeError(errors[0] if errors else f"stage {stage} failed (exit {done.returncode})")
+    return stage
+
+
+def lineage(folder: Path, root: Path) -> dict[str, Any]:
+    """What made this model: data checksums, params, code revision, stage hashes, timings."""
+    fetched = json.loads((folder / "data/raw/fetch.json").read_text())
+    lock = yaml.safe_load((folder / "dvc.lock").read_text())
+    stages = {name: {"outs": {o["path"]: o.get("md5") for o in stage.get("outs", [])},
+                     "deps": {d["path"]: d.get("md5") for d in stage.get("deps", [])}}
+              for name, stage in lock["stages"].items()}
+    timings = {p.stem: json.loads(p.read_text())["seconds"] for p in (folder / "timings").glob("*.json")}
+    return {"dataset": fetched["dataset"], "data_source": fetched["source"],
+            "data_files": fetched["source_files"] + [fetched["raw_file"]],
+            "git_revision": git(root, "rev-parse", "HEAD"), "dvc_lock": stages, "seconds_per_stage": timings}
+
+
+@task(cache_policy=NO_CACHE)
+def register_model(folder: str, root: str) -> dict[str, Any]:
+    """Copy the report to reports/, register the model as the next version, run the gate."""
+    work, project = Path(folder), Path(root)
+    params = yaml.safe_load((work / "params.yaml").read_text())
+    settings = parse_section(params, "registry", RegistryParams)
+    metrics = json.loads((work / "evaluation/metrics.json").read_text())
+    trained = json.loads((work / "model/train.json").read_text())
+    model, dataset = trained["model"], params["data"]["dataset"]
+    record = {"metrics": metrics, "params": {k: params[k] for k in ("data", "prepare", "train")},
+              "model_spec": trained["spec"], "flow_run_id": str(flow_run.get_id()),
+              "model_sha256": sha256_file(work / "model/model.keras"), **lineage(work, project)}
+    version = registry.register(project / settings.dir, model, work / "model/model.keras", record,
+                                registry.Gate(settings.min_accuracy, settings.tolerance))
+    report_src = work / "reports" / dataset / model
+    version_dir = project / settings.dir / model / version["version"]
+    shutil.copytree(report_src, version_dir / "report")  # the immutable copy
+    latest = project / "reports" / dataset / model
+    shutil.copytree(report_src, latest, dirs_exist_ok=True)  # the latest run of this model
+    return {**version, "report": str(latest / "report.md")}
+
+
+@flow(name="train-mnist", log_prints=True)
+def train_mnist(dataset: str | None = None, model: str | None = None, epochs: int | None = None,
+                batch_size: int | None = None, learning_rate: float | None = None, seed: int | None = None,
+                max_train_images: int | None = None) -> dict[str, Any]:
+    """Run the pipeline with these overrides of params.yaml (for this run only) and register the model."""
+    overrides = {k: v for k, v in locals().items() if v is not None}
+    with workspace(ROOT) as folder:
+        params = apply_overrides(folder, overrides)
+        print(f"workspace {folder}: {params['train']['model']} on {params['data']['dataset']}, overrides {overrides}")
+        for stage in stage_names(folder):
+            retrying = {"retries": 3, "retry_delay_seconds": [2, 5, 15]} if stage == "fetch" else {}
+            run_stage.with_options(name=stage, **retrying)(str(folder), stage)
+        version = register_model(str(folder), str(ROOT))
+        report_text = (Path(folder) / "reports" / params["data"]["dataset"] / params["train"]["model"]
+                       / "report.md").read_text()
+    name = f"{version['name']}@{version['version']}"
+    create_markdown_artifact(key=slug(f"{params['data']['dataset']}-{params['train']['model']}-report"),
+                             markdown=report_text, description=f"report of {name}")
+    create_table_artifact(key=slug(f"{params['data']['dataset']}-{params['train']['model']}-metrics"),
+                          table=[{"metric": k, "value": v} for k, v in version["metrics"].items()],
+                          description=f"test metrics of {name}")
+    verdict = "blessed, now champion" if version["blessed"] else "not blessed"
+    print(f"registered {name}: {verdict} ({version['gate_reason']}); report {version['report']}")
+    return {"version": name, "blessed": version["blessed"], "metrics": version["metrics"],
+            "report": version["report"]}
+
+
+if __name__ == "__main__":
+    print(json.dumps(train_mnist(), indent=2))

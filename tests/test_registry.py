@@ -1,0 +1,94 @@
+"""The model registry: immutable numbered versions, the promotion gate, aliases, the CLI."""
+
+from __future__ import annotations
+
+import json
+import multiprocessing
+import subprocess
+import sys
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from conftest import stage_env
+from tasks import registry
+from tasks.errors import PipelineError
+
+GATE = registry.Gate(min_accuracy=0.9, tolerance=0.01)
+
+
+def fake_model(tmp_path: Path) -> Path:
+    """A real, tiny Keras model file (28x28 input, 10 classes)."""
+    import keras
+
+    keras.utils.set_random_seed(0)
+    model = keras.Sequential([keras.Input((784,)), keras.layers.Dense(10, activation="softmax")])
+    path = tmp_path / "model.keras"
+    model.save(path)
+    return path
+
+
+def record(accuracy: float) -> dict:
+    return {"metrics": {"accuracy": accuracy}, "dataset": "mnist"}
+
+
+def test_first_run_blessed_without_baseline(tmp_path: Path):
+    version = registry.register(tmp_path / "reg", "mlp_500", fake_model(tmp_path), record(0.95), GATE)
+    assert version["version"] == "v1" and version["blessed"] and "no champion yet" in version["gate_reason"]
+    assert registry.resolve(tmp_path / "reg", "mlp_500@champion") == ("mlp_500", 1)
+
+
+def test_gate_floor_tolerance_and_rollback(tmp_path: Path):
+    root, model = tmp_path / "reg", fake_model(tmp_path)
+    registry.register(root, "cnn", model, record(0.95), GATE)
+    low = registry.register(root, "cnn", model, record(0.85), GATE)
+    assert not low["blessed"] and "below the floor" in low["gate_reason"]
+    worse = registry.register(root, "cnn", model, record(0.93), GATE)
+    assert not worse["blessed"] and "worse than champion v1" in worse["gate_reason"]
+    close = registry.register(root, "cnn", model, record(0.945), GATE)
+    assert close["blessed"] and registry.resolve(root, "cnn@champion") == ("cnn", 4)
+    assert registry.rollback(root, "cnn") == "cnn@v1"
+    assert registry.set_alias(root, "cnn@v3") == "cnn@v3"
+    assert registry.versions(root, "cnn") == [1, 2, 3, 4]
+    assert json.loads((root / "cnn/v2/record.json").read_text())["blessed"] is False  # records never change
+
+
+def _register_one(args: tuple[str, str, float]) -> str:
+    root, model, accuracy = args
+    return registry.register(Path(root), "mlp_500", Path(model), record(accuracy), GATE)["version"]
+
+
+def test_concurrent_registrations_get_distinct_numbers(tmp_path: Path):
+    model = fake_model(tmp_path)
+    with multiprocessing.get_context("spawn").Pool(4) as pool:
+        got = pool.map(_register_one, [(str(tmp_path / "reg"), str(model), 0.9 + i / 100) for i in range(8)])
+    assert sorted(got, key=lambda v: int(v[1:])) == [f"v{i}" for i in range(1, 9)]
+
+
+@pytest.mark.parametrize("ref", ["../etc@v1", "a/b@v1", "mlp_500@v0", "mlp_500", "MLP@v1", "x@../../v1"])
+def test_bad_references_are_refused(tmp_path: Path, ref: str):
+    with pytest.raises(PipelineError, match="invalid|no version"):
+        registry.resolve(tmp_path, ref)
+
+
+def test_cli_list_show_predict(tmp_path: Path, mnist_sample):
+    root = tmp_path / "reg"
+    registry.register(root, "mlp_500", fake_model(tmp_path), record(0.95), GATE)
+    np.savez(tmp_path / "digits.npz", x=mnist_sample["x_test"][:5])
+
+    def cli(*args: str) -> subprocess.CompletedProcess:
+        return subprocess.run([sys.executable, "-m", "tasks.registry_cli", *args, "--root", str(root)],
+                              capture_output=True, text=True, env=stage_env())
+
+    listed = cli("list")
+    assert listed.returncode == 0 and "mlp_500@v1" in listed.stdout and "champion" in listed.stdout
+    shown = json.loads(cli("show", "mlp_500@champion").stdout)
+    assert shown["version"] == "v1" and shown["blessed"] is True
+    predicted = json.loads(cli("predict", "mlp_500@v1", str(tmp_path / "digits.npz"), "--json").stdout)
+    assert len(predicted["predictions"]) == 5 and all(0 <= p["label"] <= 9 for p in predicted["predictions"])
+    missing = cli("show", "mlp_500@v7")
+    assert missing.returncode == 1 and missing.stderr.startswith("error: no version mlp_500@v7")
+    helped = subprocess.run([sys.executable, "-m", "tasks.registry_cli", "--help"], capture_output=True, text=True,
+                            env=stage_env())
+    assert helped.returncode == 0 and "predict" in helped.stdout and "rollback" in helped.stdout
