@@ -16,6 +16,7 @@ import re
 import shutil
 import subprocess
 import tempfile
+from datetime import datetime, timezone
 from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
@@ -107,7 +108,7 @@ def lineage(folder: Path, root: Path) -> dict[str, Any]:
 
 
 @task(cache_policy=NO_CACHE)
-def register_model(folder: str, root: str) -> dict[str, Any]:
+def register_model(folder: str, root: str, started_at: str) -> dict[str, Any]:
     """Copy the report to reports/, register the model as the next version, run the gate."""
     work, project = Path(folder), Path(root)
     params = yaml.safe_load((work / "params.yaml").read_text())
@@ -117,7 +118,8 @@ def register_model(folder: str, root: str) -> dict[str, Any]:
     model, dataset = trained["model"], params["data"]["dataset"]
     record = {"metrics": metrics, "params": {k: params[k] for k in ("data", "prepare", "train")},
               "model_spec": trained["spec"], "flow_run_id": str(flow_run.get_id()),
-              "model_sha256": sha256_file(work / "model/model.keras"), **lineage(work, project)}
+              "model_sha256": sha256_file(work / "model/model.keras"), "run_started_at": started_at,
+              **lineage(work, project)}
     version = registry.register(project / settings.dir, model, work / "model/model.keras", record,
                                 registry.Gate(settings.min_accuracy, settings.tolerance))
     report_src = work / "reports" / dataset / model
@@ -134,13 +136,14 @@ def train_mnist(dataset: str | None = None, model: str | None = None, epochs: in
                 max_train_images: int | None = None) -> dict[str, Any]:
     """Run the pipeline with these overrides of params.yaml (for this run only) and register the model."""
     overrides = {k: v for k, v in locals().items() if v is not None}
+    started_at = datetime.now(timezone.utc).isoformat(timespec="milliseconds")
     with workspace(ROOT) as folder:
         params = apply_overrides(folder, overrides)
         print(f"workspace {folder}: {params['train']['model']} on {params['data']['dataset']}, overrides {overrides}")
         for stage in stage_names(folder):
             retrying = {"retries": 3, "retry_delay_seconds": [2, 5, 15]} if stage == "fetch" else {}
             run_stage.with_options(name=stage, **retrying)(str(folder), stage)
-        version = register_model(str(folder), str(ROOT))
+        version = register_model(str(folder), str(ROOT), started_at)
         report_text = (Path(folder) / "reports" / params["data"]["dataset"] / params["train"]["model"]
                        / "report.md").read_text()
     name = f"{version['name']}@{version['version']}"

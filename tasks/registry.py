@@ -127,7 +127,7 @@ def register(root: Path, name: str, model_file: Path, record: dict[str, Any], ga
             blessed, reason = judge(record["metrics"]["accuracy"], champion, gate)
             final = {**record, "name": name, "version": version, "blessed": blessed, "gate_reason": reason,
                      "gate": {"min_accuracy": gate.min_accuracy, "tolerance": gate.tolerance},
-                     "registered_at": datetime.now(timezone.utc).isoformat(timespec="seconds")}
+                     "registered_at": datetime.now(timezone.utc).isoformat(timespec="milliseconds")}
             write_json(staging / "record.json", final)
             os.rename(staging, folder / version)  # atomic; fails rather than overwrite
             if blessed:

@@ -1,0 +1,148 @@
+"""The train-mnist deployments against a real Prefect server, through Prefect's own CLI."""
+
+from __future__ import annotations
+
+import json
+import os
+import re
+import socket
+import subprocess
+import sys
+import time
+import urllib.request
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+import yaml
+
+from conftest import ROOT, make_repo, stage_env
+from flows.train_mnist import stage_names
+
+TINY = ["-p", "model=mlp_500", "-p", "epochs=1", "-p", "max_train_images=500"]
+
+
+def free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return sock.getsockname()[1]
+
+
+@pytest.fixture(scope="module")
+def prefect_env(tmp_path_factory) -> Iterator[dict[str, str]]:
+    """A real `prefect server start` (SQLite) on a free port; environment pointing at it."""
+    home = tmp_path_factory.mktemp("prefect-home")
+    port = free_port()
+    env = {**stage_env(), "PREFECT_HOME": str(home), "PREFECT_API_URL": f"http://127.0.0.1:{port}/api",
+           "PREFECT_SERVER_ANALYTICS_ENABLED": "false", "PREFECT_LOGGING_LEVEL": "WARNING"}
+    log = open(home / "server.log", "w")
+    server = subprocess.Popen(["prefect", "server", "start", "--host", "127.0.0.1", "--port", str(port)],
+                              env=env, stdout=log, stderr=subprocess.STDOUT, start_new_session=True)
+    deadline = time.monotonic() + 120
+    while True:
+        try:
+            with urllib.request.urlopen(f"http://127.0.0.1:{port}/api/health", timeout=2) as answer:
+                if answer.status == 200:
+                    break
+        except OSError:
+            pass
+        assert server.poll() is None, (home / "server.log").read_text()[-3000:]
+        assert time.monotonic() < deadline, "prefect server did not answer within 120 s"
+        time.sleep(1)
+    yield env
+    os.killpg(server.pid, 15)
+    server.wait(timeout=30)
+    log.close()
+
+
+def prefect(env: dict[str, str], *args: str, cwd: Path | None = None, timeout: float = 900) -> subprocess.CompletedProcess:
+    return subprocess.run(["prefect", *args], env=env, cwd=cwd, capture_output=True, text=True, timeout=timeout)
+
+
+def test_server_answers_deployment_ls(prefect_env):
+    """The CI smoke check: a fastapi/pydantic pin slip shows only when the server handles a request."""
+    listed = prefect(prefect_env, "deployment", "ls")
+    assert listed.returncode == 0, listed.stdout + listed.stderr
+
+
+@pytest.fixture(scope="module")
+def served(prefect_env, tmp_path_factory) -> Iterator[Path]:
+    """A project repository whose deployments are served by `python -m flows.serve`."""
+    repo = make_repo(tmp_path_factory.mktemp("project"))
+    log = open(repo.parent / "serve.log", "w")
+    server = subprocess.Popen([sys.executable, "-m", "flows.serve"], cwd=repo, env=prefect_env, stdout=log,
+                              stderr=subprocess.STDOUT, start_new_session=True)
+    deadline = time.monotonic() + 120
+    while "train-mnist/mnist" not in prefect(prefect_env, "deployment", "ls").stdout:
+        assert server.poll() is None, (repo.parent / "serve.log").read_text()[-3000:]
+        assert time.monotonic() < deadline, "deployments not served within 120 s"
+        time.sleep(2)
+    yield repo
+    os.killpg(server.pid, 15)
+    server.wait(timeout=30)
+    log.close()
+
+
+def versions(repo: Path, model: str) -> list[str]:
+    folder = repo / "registry" / model
+    return sorted((p.name for p in folder.glob("v*")), key=lambda v: int(v[1:])) if folder.exists() else []
+
+
+def test_deployment_run_registers_a_version_with_lineage(prefect_env, served: Path):
+    run = prefect(prefect_env, "deployment", "run", "train-mnist/mnist", *TINY, "--watch", cwd=served)
+    assert run.returncode == 0, run.stdout[-3000:] + run.stderr[-3000:]
+    assert versions(served, "mlp_500") == ["v1"]
+    record = json.loads((served / "registry/mlp_500/v1/record.json").read_text())
+    assert record["blessed"] and "no champion yet" in record["gate_reason"]
+    assert record["git_revision"] == subprocess.run(["git", "rev-parse", "HEAD"], cwd=served, capture_output=True,
+                                                    text=True).stdout.strip()
+    assert record["params"]["train"]["epochs"] == 1 and record["params"]["data"]["dataset"] == "mnist"
+    assert all(len(f["sha256"]) == 64 for f in record["data_files"])
+    assert set(record["dvc_lock"]) == set(stage_names(served))
+    assert set(record["seconds_per_stage"]) == set(stage_names(served))
+    assert re.fullmatch(r"[0-9a-f-]{36}", record["flow_run_id"])
+    assert (served / "registry/mlp_500/v1/model.keras").is_file()
+    assert (served / "reports/mnist/mlp_500/report.md").is_file()
+    artifact = prefect(prefect_env, "artifact", "inspect", "mnist-mlp-500-report")
+    assert artifact.returncode == 0 and "on mnist" in artifact.stdout and "Test accuracy" in artifact.stdout
+    table = prefect(prefect_env, "artifact", "inspect", "mnist-mlp-500-metrics")
+    assert table.returncode == 0 and "accuracy" in table.stdout
+    assert not subprocess.run(["git", "worktree", "list"], cwd=served, capture_output=True,
+                              text=True).stdout.count("\n") > 1  # the run's workspace is gone
+
+
+def test_two_runs_at_once_both_complete_with_distinct_versions(prefect_env, served: Path):
+    before = versions(served, "mlp_500")
+    runs = [subprocess.Popen(["prefect", "deployment", "run", "train-mnist/mnist", *TINY, "-p", f"seed={seed}",
+                              "--watch"], env=prefect_env, cwd=served, stdout=subprocess.PIPE,
+                             stderr=subprocess.STDOUT, text=True) for seed in (1, 2)]
+    outputs = [run.communicate(timeout=900)[0] for run in runs]
+    assert all(run.returncode == 0 for run in runs), "\n".join(o[-2000:] for o in outputs)
+    after = versions(served, "mlp_500")
+    assert len(after) == len(before) + 2 and len(set(after)) == len(after)
+    records = [json.loads((served / f"registry/mlp_500/{v}/record.json").read_text()) for v in after[len(before):]]
+    assert {r["params"]["train"]["seed"] for r in records} == {1, 2}
+    first, second = sorted(records, key=lambda r: r["run_started_at"])
+    assert second["run_started_at"] > first["registered_at"]  # the deployment's concurrency limit serialised them
+
+
+def test_failed_run_registers_nothing(prefect_env, served: Path):
+    before = {m.name: versions(served, m.name) for m in (served / "registry").iterdir() if m.is_dir()}
+    run = prefect(prefect_env, "deployment", "run", "train-mnist/mnist", "-p", "model=resnet", "--watch", cwd=served)
+    assert run.returncode != 0
+    after = {m.name: versions(served, m.name) for m in (served / "registry").iterdir() if m.is_dir()}
+    assert after == before
+
+
+def test_flow_stages_are_dvc_stages_in_dependency_order():
+    """The flow takes its stages from dvc.yaml; check that order against DVC's own graph."""
+    names = stage_names(ROOT)
+    dag = subprocess.run(["dvc", "dag", "--dot"], cwd=ROOT, capture_output=True, text=True, env=stage_env())
+    assert dag.returncode == 0, dag.stderr
+    edges = re.findall(r'"?([\w]+)"?\s*->\s*"?([\w]+)"?', dag.stdout)
+    assert edges, dag.stdout
+    for before, after in edges:
+        assert names.index(before) < names.index(after), f"{before} must run before {after}"
+    assert set(names) == set(yaml.safe_load((ROOT / "dvc.yaml").read_text())["stages"])
+    for name in names:  # one stage, one module, one name
+        assert (ROOT / "tasks" / f"{name}.py").is_file()
