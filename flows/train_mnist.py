@@ -116,15 +116,14 @@ def register_model(folder: str, root: str, started_at: str) -> dict[str, Any]:
     metrics = json.loads((work / "evaluation/metrics.json").read_text())
     trained = json.loads((work / "model/train.json").read_text())
     model, dataset = trained["model"], params["data"]["dataset"]
-    record = {"metrics": metrics, "params": {k: params[k] for k in ("data", "prepare", "train")},
+    record = {"metrics": metrics, "params": {k: params[k] for k in ("data", "prepare", "resize", "features", "train")},
               "model_spec": trained["spec"], "flow_run_id": str(flow_run.get_id()),
               "model_sha256": sha256_file(work / "model/model.keras"), "run_started_at": started_at,
               **lineage(work, project)}
-    version = registry.register(project / settings.dir, model, work / "model/model.keras", record,
-                                registry.Gate(settings.min_accuracy, settings.tolerance))
     report_src = work / "reports" / dataset / model
-    version_dir = project / settings.dir / model / version["version"]
-    shutil.copytree(report_src, version_dir / "report")  # the immutable copy
+    version = registry.register(project / settings.dir, model, work / "model/model.keras", record,
+                                registry.Gate(settings.min_accuracy, settings.tolerance),
+                                attachments={"report": report_src})  # the immutable copy, inside the version
     latest = project / "reports" / dataset / model
     shutil.copytree(report_src, latest, dirs_exist_ok=True)  # the latest run of this model
     return {**version, "report": str(latest / "report.md")}

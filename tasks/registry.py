@@ -111,14 +111,18 @@ def _move_alias(root: Path, name: str, alias: str, version: str, reason: str) ->
     write_json(root / name / "aliases.json", current)
 
 
-def register(root: Path, name: str, model_file: Path, record: dict[str, Any], gate: Gate) -> dict[str, Any]:
-    """Add `model_file` as the next version of `name`, judge it, move `champion` if blessed."""
+def register(root: Path, name: str, model_file: Path, record: dict[str, Any], gate: Gate,
+             attachments: dict[str, Path] | None = None) -> dict[str, Any]:
+    """Add `model_file` (and `attachments`: folder name -> folder to copy) as the next version of
+    `name`, judge it, move `champion` if blessed. All files are in place before the version appears."""
     check_name(name)
     folder = root / name
     folder.mkdir(parents=True, exist_ok=True)
     staging = Path(tempfile.mkdtemp(prefix=".staging-", dir=folder))
     try:
         shutil.copy2(model_file, staging / "model.keras")
+        for target, source in (attachments or {}).items():
+            shutil.copytree(source, staging / check_name(target))
         with FileLock(str(folder / ".lock"), timeout=600):
             number = (versions(root, name) or [0])[-1] + 1
             version = f"v{number}"

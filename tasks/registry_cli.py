@@ -4,7 +4,7 @@
     python -m tasks.registry_cli show mlp_500@champion     # one version's full record
     python -m tasks.registry_cli promote mlp_500@v2        # point champion at v2 by hand
     python -m tasks.registry_cli rollback mlp_500          # champion back to where it was before
-    python -m tasks.registry_cli predict cnn@champion digits.npz
+    python -m tasks.registry_cli predict cnn@champion digits.npz photos/ seven.jpg
 """
 
 from __future__ import annotations
@@ -13,12 +13,10 @@ import json
 import sys
 from pathlib import Path
 
-import numpy as np
 import typer
 
 from tasks import registry
 from tasks.errors import PipelineError
-from tasks.files import load_npz
 
 app = typer.Typer(add_completion=False, no_args_is_help=True, help=__doc__)
 ROOT_OPTION = typer.Option(Path("registry"), "--root", help="the registry folder (params.yaml registry.dir)")
@@ -77,46 +75,46 @@ def rollback(name: str = typer.Argument(..., help="model name"), root: Path = RO
         fail(exc)
 
 
-def to_model_input(images: np.ndarray, input_shape: tuple) -> np.ndarray:
-    """(N, 28, 28) uint8 or float images -> what the model takes, scaled like training."""
-    if images.ndim != 3 or images.shape[1:] != (28, 28):
-        raise PipelineError(f"images must be (N, 28, 28), got {images.shape}")
-    x = images.astype(np.float32)
-    if images.dtype == np.uint8 or x.max() > 1.0:
-        x = x / 255
-    if len(input_shape) == 2 and input_shape[1] == 784:
-        return x.reshape(len(x), 784)
-    if len(input_shape) == 4:
-        return x[..., np.newaxis]
-    raise PipelineError(f"this model takes {input_shape}: predict supports 28x28 models (not the VGG16 head)")
-
-
 @app.command()
 def predict(ref: str = typer.Argument(..., help="NAME@vN or NAME@champion"),
-            images: Path = typer.Argument(..., help=".npz with an (N, 28, 28) array under 'x', 'images' or 'x_test'"),
+            inputs: list[Path] = typer.Argument(..., help="PNG/JPEG files, folders of them, or .npz files with "
+                                                          "an (N, 28, 28) array under 'x', 'images' or 'x_test'"),
             root: Path = ROOT_OPTION, as_json: bool = typer.Option(False, "--json", help="JSON instead of a table")) -> None:
-    """Predict the class of each image with a registered model."""
-    import keras
+    """Predict the class of each image with a registered model: label, probability, top-3.
+
+    Photos are prepared as MNIST was: grayscale, inverted when the paper is light, cropped to the ink, fitted into 20x20, centred by centre of mass in 28x28.
+
+    A file that cannot be read (not an image, truncated, too large) is reported on its own row and the rest go on; the exit code is then 1.
+    """
+    from tasks import predict as predicting
 
     try:
         name, number = registry.resolve(root, ref)
-        arrays = load_npz(images)
-        key = next((k for k in ("x", "images", "x_test") if k in arrays), None)
-        if key is None:
-            raise PipelineError(f"{images}: no 'x', 'images' or 'x_test' array (found {list(arrays)})")
-        model = keras.saving.load_model(root / name / f"v{number}" / "model.keras", safe_mode=True)
-        probabilities = np.asarray(model.predict(to_model_input(arrays[key], model.input_shape), verbose=0))
+        record = registry.read_record(root, name, number)
+        items = predicting.collect(inputs)
+        if not items:
+            raise PipelineError(f"nothing to predict in {', '.join(map(str, inputs))}")
+        model = predicting.load_model(root / name / f"v{number}" / "model.keras")
+        rows = predicting.predict(model, record.get("params", {}), items)
     except PipelineError as exc:
         fail(exc)
-    rows = [{"index": i, "label": int(p.argmax()), "probability": round(float(p.max()), 4),
-             "top3": [int(c) for c in np.argsort(-p)[:3]]} for i, p in enumerate(probabilities)]
+    failed = [row for row in rows if "error" in row]
     if as_json:
         typer.echo(json.dumps({"model": f"{name}@v{number}", "predictions": rows}, indent=2))
-        return
-    typer.echo(f"{name}@v{number}")
-    typer.echo("index  label  probability  top-3")
-    for row in rows:
-        typer.echo(f"{row['index']:<7}{row['label']:<7}{row['probability']:<13.4f}{row['top3']}")
+    else:
+        typer.echo(f"{name}@v{number}: {len(rows) - len(failed)} predicted, {len(failed)} refused")
+        width = max(len("file"), *(len(row["file"]) for row in rows))
+        typer.echo(f"{'file'.ljust(width)}  label  probability  top-3")
+        for row in rows:
+            if "error" in row:
+                typer.echo(f"{row['file'].ljust(width)}  -      -            refused: see below")
+            else:
+                top3 = ", ".join(f"{t['label']} ({t['probability']:.2f})" for t in row["top3"])
+                typer.echo(f"{row['file'].ljust(width)}  {row['label']:<5}  {row['probability']:<11.4f}  {top3}")
+    for row in failed:
+        typer.echo(f"error: {row['error']}", err=True)
+    if failed:
+        raise typer.Exit(1)
 
 
 if __name__ == "__main__":

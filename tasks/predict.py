@@ -1,0 +1,135 @@
+"""Predict with a registered model: on an .npz of 28x28 images, or on PNG/JPEG files and folders.
+
+Images go through one path, whatever the model: photos are made MNIST-like
+(`tasks.images.mnist_style`), then turned into what the model was trained on, scaled as the
+prepare stage scaled them (`prepare.normalize` in the version's record). The VGG16 transfer
+head gets the resize stage's own function and the features stage's frozen base, rebuilt
+from the version's `resize` and `features` params.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from tasks.errors import PipelineError
+from tasks.files import load_npz
+from tasks.images import image_files, mnist_style, read_gray
+
+NPZ_KEYS = ("x", "images", "x_test")
+
+
+@dataclass(frozen=True)
+class Item:
+    """One input: an image ready for the model (28x28 in [0, 1]) or the reason it could not be read."""
+
+    name: str
+    image: np.ndarray | None = None
+    error: str | None = None
+
+
+def npz_items(path: Path) -> list[Item]:
+    """(N, 28, 28) images from an .npz (uint8 0..255 or float 0..1), one item each."""
+    arrays = load_npz(path)
+    key = next((k for k in NPZ_KEYS if k in arrays), None)
+    if key is None:
+        raise PipelineError(f"{path}: no 'x', 'images' or 'x_test' array (found {list(arrays)})")
+    images = arrays[key]
+    if images.ndim != 3 or images.shape[1:] != (28, 28):
+        raise PipelineError(f"{path}: images must be (N, 28, 28), got {images.shape}")
+    if not np.issubdtype(images.dtype, np.number) or (images.size and not np.isfinite(images).all()):
+        raise PipelineError(f"{path}: images must be finite numbers, got {images.dtype}")
+    x = images.astype(np.float32)
+    if images.dtype == np.uint8 or (x.size and x.max() > 1.0):
+        x = x / 255
+    return [Item(f"{path.name}[{i}]", x[i]) for i in range(len(x))]
+
+
+def image_item(path: Path) -> Item:
+    """One PNG/JPEG file -> an item; a bad file becomes an item with an error, not an exception."""
+    try:
+        return Item(str(path), mnist_style(read_gray(path)))
+    except PipelineError as exc:
+        message = str(exc)
+        return Item(str(path), error=message if message.startswith(str(path)) else f"{path}: {message}")
+
+
+def file_items(path: Path) -> list[Item]:
+    """Items of one file: every image of an .npz, or the one image of a PNG/JPEG; errors kept as items."""
+    if path.suffix.lower() != ".npz":
+        return [image_item(path)]  # any other file is tried as an image, and refused if it is not one
+    try:
+        return npz_items(path)
+    except PipelineError as exc:
+        return [Item(str(path), error=str(exc) if str(exc).startswith(str(path)) else f"{path}: {exc}")]
+
+
+def collect(paths: list[Path]) -> list[Item]:
+    """Every input named: .npz files, image files, and every file inside the folders named."""
+    items: list[Item] = []
+    for path in image_files(paths):
+        items += file_items(path)
+    return items
+
+
+def to_model_input(images: np.ndarray, model: Any, params: dict[str, Any]) -> np.ndarray:
+    """float (N, 28, 28) in [0, 1] -> what this model was trained on."""
+    scale = 1.0 if params.get("prepare", {}).get("normalize", True) else 255.0
+    shape = tuple(model.input_shape)
+    if shape[1:] == (784,):
+        return images.reshape(len(images), 784) * scale
+    if shape[1:] == (28, 28, 1):
+        return images[..., np.newaxis] * scale
+    if params.get("train", {}).get("model") == "vgg16_transfer":
+        return vgg16_features(images, params)
+    raise PipelineError(f"this model takes {shape}: predict supports 28x28, 784 and VGG16-head models")
+
+
+def vgg16_features(images: np.ndarray, params: dict[str, Any]) -> np.ndarray:
+    """The features stage's output for these images: resize stage's function, then the frozen base."""
+    import keras
+
+    from tasks.config import FeaturesParams, ResizeParams, parse_section
+    from tasks.features import extract, vgg16_base
+    from tasks.resize import resize_gray_to_rgb
+
+    if "resize" not in params or "features" not in params:
+        raise PipelineError("this version's record has no resize/features params: re-register it to predict")
+    resize = parse_section(params, "resize", ResizeParams)
+    features = parse_section(params, "features", FeaturesParams)
+    uint8 = np.round(images * 255).astype(np.uint8)
+    rgb = resize_gray_to_rgb(uint8, resize.size, resize.interpolation, resize.batch)
+    keras.utils.set_random_seed(features.seed)  # as the features stage: 'none' weights are seeded
+    return extract(vgg16_base(features.weights, resize.size), rgb, features.batch)
+
+
+def load_model(path: Path) -> Any:
+    """A registered model, loaded with Keras' safe mode: a model carrying code (a Lambda layer) is refused."""
+    import keras
+
+    try:
+        return keras.saving.load_model(path, safe_mode=True)
+    except Exception as exc:  # Keras raises ValueError for unsafe code, others for a corrupt file
+        first = str(exc).strip().splitlines()[0][:200] if str(exc).strip() else type(exc).__name__
+        raise PipelineError(f"{path}: refused to load the model ({first})") from None
+
+
+def predict(model: Any, params: dict[str, Any], items: list[Item]) -> list[dict[str, Any]]:
+    """One row per item: label, probability and top-3 classes, or the item's error."""
+    good = [i for i, item in enumerate(items) if item.error is None]
+    probabilities: dict[int, np.ndarray] = {}
+    if good:
+        x = to_model_input(np.stack([items[i].image for i in good]), model, params)
+        probabilities = dict(zip(good, np.asarray(model.predict(x, verbose=0))))
+    rows = []
+    for i, item in enumerate(items):
+        if item.error is not None:
+            rows.append({"file": item.name, "error": item.error})
+            continue
+        p = probabilities[i]
+        rows.append({"file": item.name, "label": int(p.argmax()), "probability": round(float(p.max()), 4),
+                     "top3": [{"label": int(c), "probability": round(float(p[c]), 4)} for c in np.argsort(-p)[:3]]})
+    return rows
