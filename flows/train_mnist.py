@@ -30,7 +30,6 @@ from prefect.runtime import flow_run
 
 from tasks import registry
 from tasks.config import RegistryParams, parse_section
-from tasks.files import sha256_file
 
 ROOT = Path(__file__).resolve().parents[1]
 OVERRIDES = {"dataset": ("data", "dataset"), "model": ("train", "model"), "epochs": ("train", "epochs"),
@@ -61,6 +60,8 @@ def workspace(root: Path) -> Iterator[Path]:
         subprocess.run(["dvc", "config", "--local", "cache.dir", str(root / ".dvc" / "cache")], cwd=folder,
                        check=True, capture_output=True)
         subprocess.run(["dvc", "checkout", "--allow-missing"], cwd=folder, capture_output=True)  # best effort
+        (root / "checkpoints").mkdir(exist_ok=True)  # shared: a run killed mid-training resumes in the next run
+        (folder / "checkpoints").symlink_to(root / "checkpoints", target_is_directory=True)
         yield folder
     finally:
         git(root, "worktree", "remove", "--force", str(folder))
@@ -117,8 +118,9 @@ def register_model(folder: str, root: str, started_at: str) -> dict[str, Any]:
     trained = json.loads((work / "model/train.json").read_text())
     model, dataset = trained["model"], params["data"]["dataset"]
     record = {"metrics": metrics, "params": {k: params[k] for k in ("data", "prepare", "resize", "features", "train")},
-              "model_spec": trained["spec"], "flow_run_id": str(flow_run.get_id()),
-              "model_sha256": sha256_file(work / "model/model.keras"), "run_started_at": started_at,
+              "model_spec": trained["spec"],
+              "resumed_from_checkpoint": trained.get("resumed_from_checkpoint", False), "flow_run_id": str(flow_run.get_id()),
+              "run_started_at": started_at,
               **lineage(work, project)}
     report_src = work / "reports" / dataset / model
     version = registry.register(project / settings.dir, model, work / "model/model.keras", record,

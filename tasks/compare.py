@@ -2,6 +2,7 @@
 
     python -m tasks.compare --dataset fashion_mnist
     python -m tasks.compare --dataset mnist --models mlp_500,cnn --set train.epochs=3
+    python -m tasks.compare --dataset fashion_mnist --retry-failed   # re-run only what failed last time
 
 Each configuration is a real `dvc exp run` (so `dvc exp show` lists them all afterwards)
 and writes its own report; this command then writes `reports/<dataset>/catalogue.md`
@@ -153,12 +154,26 @@ def render(dataset: str, results: list[dict[str, Any]], fetched: dict[str, Any],
     return "\n".join(parts)
 
 
+def previous_successes(path: Path, dataset: str, extra: dict[str, str]) -> dict[str, dict[str, Any]]:
+    """Successful results of the last comparison, by label, if it ran the same dataset and overrides."""
+    if not path.is_file():
+        return {}
+    last = json.loads(path.read_text())
+    if last.get("dataset") != dataset or last.get("overrides") != extra:
+        typer.echo(f"error: {path} was made with dataset {last.get('dataset')} and --set {last.get('overrides')}; "
+                   f"--retry-failed needs the same", err=True)
+        raise typer.Exit(1)
+    return {r["label"]: r for r in last.get("results", []) if "failed" not in r}
+
+
 @app.command()
 def main(
     dataset: str = typer.Option("mnist", help="mnist or fashion_mnist"),
     models: str = typer.Option("", help="comma-separated catalogue names; empty: the whole catalogue"),
     set_: list[str] = typer.Option([], "--set", help="extra params for every run, KEY=VALUE (repeatable)"),
     out_dir: Path = typer.Option(Path("reports"), help="the comparison goes to OUT_DIR/<dataset>/catalogue.md"),
+    retry_failed: bool = typer.Option(False, help="keep the successful runs of the last catalogue.json (same dataset "
+                                                  "and --set) and run only the failed or missing ones"),
 ) -> None:
     """Run each catalogue model with `dvc exp run` and write the comparison report."""
     params_path = Path("params.yaml")
@@ -174,9 +189,14 @@ def main(
     logs = target / "logs"
     logs.mkdir(parents=True, exist_ok=True)
     runs = configurations(chosen)
+    kept = previous_successes(target / "catalogue.json", dataset, extra) if retry_failed else {}
     results = []
     try:
         for number, (label, overrides) in enumerate(runs, start=1):
+            if label in kept:
+                results.append(kept[label])
+                typer.echo(f"[{number}/{len(runs)}] {label}: kept from the last run", err=True)
+                continue
             params_path.write_text(original)  # each run starts from the committed params
             result = run_one(label, {"data.dataset": dataset, **extra, **overrides},
                              logs / f"{label.split()[0]}{'-raw' if '(' in label else ''}.log")

@@ -15,6 +15,7 @@ from pydantic import BaseModel, ConfigDict, Field, ValidationError
 from tasks.errors import PipelineError
 
 PARAMS_FILE = Path("params.yaml")
+MODEL_NAME = r"^[a-z0-9][a-z0-9_-]{0,63}$"  # model names become folder names: no '/', no '..'
 
 Dataset = Literal["mnist", "fashion_mnist"]
 Source = Literal["auto", "path", "cache", "offline", "download"]
@@ -88,7 +89,7 @@ class FeaturesParams(Section):
 class TrainParams(Section):
     """`train`: which catalogue model, run-level overrides, callbacks and where things go."""
 
-    model: str = "cnn"
+    model: str = Field(default="cnn", pattern=MODEL_NAME)  # a slug: it names folders (reports, registry)
     seed: int = 42
     epochs: int | None = Field(default=None, ge=1)  # None: the catalogue entry's
     batch_size: int | None = Field(default=None, ge=1)
@@ -140,7 +141,7 @@ class TrainModelParams(BaseModel):
     """The part of `train` that the data stages read: the model's name only."""
 
     model_config = ConfigDict(extra="ignore", frozen=True, strict=True)
-    model: str = "cnn"
+    model: str = Field(default="cnn", pattern=MODEL_NAME)
 
 
 S = TypeVar("S", bound=BaseModel)

@@ -29,7 +29,7 @@ from typing import Any
 from filelock import FileLock
 
 from tasks.errors import PipelineError
-from tasks.files import write_json
+from tasks.files import sha256_file, write_json
 
 NAME = re.compile(r"^[a-z0-9][a-z0-9_-]{0,63}$")
 REF = re.compile(r"^(?P<name>[^@]+)@(?P<tag>v[1-9][0-9]*|[a-z][a-z0-9_-]{0,31})$")
@@ -121,6 +121,7 @@ def register(root: Path, name: str, model_file: Path, record: dict[str, Any], ga
     staging = Path(tempfile.mkdtemp(prefix=".staging-", dir=folder))
     try:
         shutil.copy2(model_file, staging / "model.keras")
+        record = {**record, "model_sha256": sha256_file(staging / "model.keras")}
         for target, source in (attachments or {}).items():
             shutil.copytree(source, staging / check_name(target))
         with FileLock(str(folder / ".lock"), timeout=600):
@@ -160,3 +161,36 @@ def rollback(root: Path, name: str, alias: str = CHAMPION) -> str:
         previous = moves[-1]["from"]
         _move_alias(root, name, alias, previous, f"rollback from {moves[-1]['to']}")
     return f"{name}@{previous}"
+
+
+def verify(root: Path) -> list[str]:
+    """Problems in the registry, if any: every version complete and intact, every alias on a version.
+
+    Leftover `.staging-*` folders (a registration killed before its version appeared) are not
+    problems: they are never read as versions, and `register` ignores them."""
+    problems = []
+    for folder in sorted(p for p in root.iterdir() if p.is_dir()) if root.is_dir() else []:
+        numbers = versions(root, folder.name)
+        if numbers != list(range(1, len(numbers) + 1)):
+            problems.append(f"{folder.name}: version numbers {numbers} are not 1..{len(numbers)}")
+        for number in numbers:
+            where = folder / f"v{number}"
+            try:
+                record = json.loads((where / "record.json").read_text())
+            except (OSError, ValueError) as exc:
+                problems.append(f"{folder.name}@v{number}: record.json unreadable ({exc})")
+                continue
+            if record.get("version") != f"v{number}":
+                problems.append(f"{folder.name}@v{number}: record says {record.get('version')}")
+            model = where / "model.keras"
+            if not model.is_file() or sha256_file(model) != record.get("model_sha256"):
+                problems.append(f"{folder.name}@v{number}: model.keras missing or not the registered file")
+        try:
+            moved = aliases(root, folder.name)
+        except ValueError as exc:
+            problems.append(f"{folder.name}: aliases.json unreadable ({exc})")
+            continue
+        for alias, target in moved.items():
+            if alias != "history" and int(str(target)[1:]) not in numbers:
+                problems.append(f"{folder.name}@{alias} points at {target}, which does not exist")
+    return problems

@@ -4,6 +4,7 @@
     python -m tasks.registry_cli show mlp_500@champion     # one version's full record
     python -m tasks.registry_cli promote mlp_500@v2        # point champion at v2 by hand
     python -m tasks.registry_cli rollback mlp_500          # champion back to where it was before
+    python -m tasks.registry_cli verify                    # every version intact, every alias valid
     python -m tasks.registry_cli predict cnn@champion digits.npz photos/ seven.jpg
 """
 
@@ -73,6 +74,18 @@ def rollback(name: str = typer.Argument(..., help="model name"), root: Path = RO
         typer.echo(f"champion -> {registry.rollback(root, name)}")
     except PipelineError as exc:
         fail(exc)
+
+
+@app.command()
+def verify(root: Path = ROOT_OPTION) -> None:
+    """Check every version is complete and intact (model sha256 as registered) and every alias points at one."""
+    problems = registry.verify(root)
+    for problem in problems:
+        typer.echo(f"error: {problem}", err=True)
+    if problems:
+        raise typer.Exit(1)
+    count = sum(len(registry.versions(root, p.name)) for p in root.iterdir() if p.is_dir()) if root.is_dir() else 0
+    typer.echo(f"ok: {count} versions, all complete and intact")
 
 
 @app.command()

@@ -160,6 +160,7 @@ def main() -> None:
     if spec.kind == "linear":
         model, history, how, key = *fit_linear(spec, params.seed, params.live_dir), f"all {spec.epochs} epochs", "linear"
         shapes: dict[str, Any] = {"x_train": [len(LINEAR_X), 1]}
+        resuming = False
     else:
         data = load_training_data(params, spec, params.model)
         key = run_key(spec, params, data)
@@ -181,7 +182,7 @@ def main() -> None:
         "model": params.model, "spec": spec.model_dump(), "train_params": params.model_dump(),
         "history": history, "epochs_run": len(history.get("loss", [])), "stopped_by": how,
         "parameters": int(model.count_params()), "seconds": round(seconds, 2), "run_key": key,
-        "layers": layer_table(model),
+        "resumed_from_checkpoint": resuming, "layers": layer_table(model),
         "shapes": shapes, "dataset": prepared.get("dataset"), "raw_sha256": prepared.get("raw_sha256"),
     })
     log(f"train: {params.model} done: {how}, {model.count_params():,} parameters, {seconds:.1f} s")

@@ -2,11 +2,15 @@
 
 from __future__ import annotations
 
+import hashlib
 import os
 import shutil
+import socket
 import subprocess
 import sys
-from collections.abc import Callable
+import time
+import urllib.request
+from collections.abc import Callable, Iterator
 from pathlib import Path
 
 import numpy as np
@@ -94,3 +98,109 @@ def dvc(repo: Path, *args: str, timeout: float = 900) -> subprocess.CompletedPro
     """Run the real `dvc` CLI in `repo`; output merged so failures are easy to read."""
     return subprocess.run(["dvc", *args], cwd=repo, env=stage_env(), stdout=subprocess.PIPE,
                           stderr=subprocess.STDOUT, text=True, timeout=timeout)
+
+
+# A real Prefect server and served deployments, shared by test_prefect and the reliability suite.
+
+def free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return sock.getsockname()[1]
+
+
+@pytest.fixture(scope="session")
+def prefect_env(tmp_path_factory) -> Iterator[dict[str, str]]:
+    """A real `prefect server start` (SQLite) on a free port; environment pointing at it."""
+    home = tmp_path_factory.mktemp("prefect-home")
+    port = free_port()
+    env = {**stage_env(), "PREFECT_HOME": str(home), "PREFECT_API_URL": f"http://127.0.0.1:{port}/api",
+           "PREFECT_SERVER_ANALYTICS_ENABLED": "false", "PREFECT_LOGGING_LEVEL": "WARNING"}
+    log = open(home / "server.log", "w")
+    server = subprocess.Popen(["prefect", "server", "start", "--host", "127.0.0.1", "--port", str(port)],
+                              env=env, stdout=log, stderr=subprocess.STDOUT, start_new_session=True)
+    deadline = time.monotonic() + 120
+    while True:
+        try:
+            with urllib.request.urlopen(f"http://127.0.0.1:{port}/api/health", timeout=2) as answer:
+                if answer.status == 200:
+                    break
+        except OSError:
+            pass
+        assert server.poll() is None, (home / "server.log").read_text()[-3000:]
+        assert time.monotonic() < deadline, "prefect server did not answer within 120 s"
+        time.sleep(1)
+    yield env
+    os.killpg(server.pid, 15)
+    server.wait(timeout=30)
+    log.close()
+
+
+def prefect(env: dict[str, str], *args: str, cwd: Path | None = None, timeout: float = 900) -> subprocess.CompletedProcess:
+    return subprocess.run(["prefect", *args], env=env, cwd=cwd, capture_output=True, text=True, timeout=timeout)
+
+
+@pytest.fixture(scope="session")
+def served(prefect_env, tmp_path_factory) -> Iterator[Path]:
+    """A project repository whose deployments are served by `python -m flows.serve`."""
+    repo = make_repo(tmp_path_factory.mktemp("project"))
+    log = open(repo.parent / "serve.log", "w")
+    server = subprocess.Popen([sys.executable, "-m", "flows.serve"], cwd=repo, env=prefect_env, stdout=log,
+                              stderr=subprocess.STDOUT, start_new_session=True)
+    deadline = time.monotonic() + 120
+    while "train-mnist/mnist" not in prefect(prefect_env, "deployment", "ls").stdout:
+        assert server.poll() is None, (repo.parent / "serve.log").read_text()[-3000:]
+        assert time.monotonic() < deadline, "deployments not served within 120 s"
+        time.sleep(2)
+    yield repo
+    os.killpg(server.pid, 15)
+    server.wait(timeout=30)
+    log.close()
+
+
+def versions(repo: Path, model: str) -> list[str]:
+    folder = repo / "registry" / model
+    return sorted((p.name for p in folder.glob("v*")), key=lambda v: int(v[1:])) if folder.exists() else []
+
+
+# The reliability summary: `faults survived: N/N, bad inputs refused: M/M, data lost: 0`.
+# Tests marked `fault` inject a real fault; tests marked `bad_input` feed a broken input;
+# the `guard` fixture records files that must survive a test byte for byte.
+
+TALLY = {"fault": [0, 0], "bad_input": [0, 0]}  # [passed, run]
+LOST: list[str] = []
+
+
+def pytest_runtest_logreport(report: pytest.TestReport) -> None:
+    if report.when == "call" or (report.when == "setup" and not report.passed):
+        for marker, counts in TALLY.items():
+            if marker in report.keywords:
+                counts[0] += report.passed
+                counts[1] += 1
+
+
+def pytest_terminal_summary(terminalreporter) -> None:
+    (faults, fault_runs), (refused, bad_runs) = TALLY["fault"], TALLY["bad_input"]
+    if fault_runs or bad_runs:
+        terminalreporter.write_line(f"faults survived: {faults}/{fault_runs}, bad inputs refused: "
+                                    f"{refused}/{bad_runs}, data lost: {len(LOST)}", bold=True)
+
+
+def digest(path: Path) -> str:
+    return hashlib.sha256(path.read_bytes()).hexdigest()
+
+
+@pytest.fixture
+def guard() -> Iterator[Callable[..., int]]:
+    """`guard(path, ...)`: every file under these paths must be unchanged when the test ends."""
+    watched: dict[Path, str] = {}
+
+    def watch(*paths: Path) -> int:
+        for path in paths:
+            for file in [path] if path.is_file() else sorted(p for p in path.rglob("*") if p.is_file()):
+                watched[file] = digest(file)
+        return len(watched)
+
+    yield watch
+    lost = [str(p) for p, before in watched.items() if not p.is_file() or digest(p) != before]
+    LOST.extend(lost)
+    assert not lost, f"data lost: {lost}"

@@ -81,6 +81,7 @@ def test_mnist_style_undoes_the_photo(mnist_sample):
     assert rows.max() - rows.min() < 21 and cols.max() - cols.min() < 21  # fitted into 20x20
 
 
+@pytest.mark.bad_input
 def test_blank_image_is_refused():
     with pytest.raises(PipelineError, match="no ink"):
         mnist_style(np.full((50, 50), 230, dtype=np.uint8))
@@ -125,6 +126,7 @@ def bad_files(folder: Path) -> dict[str, str]:
             "bitmap.bmp": "only PNG and JPEG"}
 
 
+@pytest.mark.bad_input
 def test_bad_files_are_refused_one_by_one_and_the_rest_go_on(trained, mnist_sample, tmp_path: Path):
     root, _ = trained
     folder = tmp_path / "mixed"
@@ -142,6 +144,7 @@ def test_bad_files_are_refused_one_by_one_and_the_rest_go_on(trained, mnist_samp
         assert any(line.startswith("error: ") and name in line and words in line for line in errors)
 
 
+@pytest.mark.bad_input
 def test_single_bad_file_and_missing_path(trained, tmp_path: Path):
     root, _ = trained
     (tmp_path / "x.png").write_text("hello")
@@ -161,6 +164,7 @@ def test_read_gray_composites_transparency_on_white(tmp_path: Path):
     assert gray[0, 0] == 255 and gray[15, 15] == 0
 
 
+@pytest.mark.bad_input
 def test_model_carrying_code_is_refused(tmp_path: Path, mnist_sample):
     """safe_mode: a .keras file with a Lambda layer (arbitrary Python) is never loaded."""
     import keras

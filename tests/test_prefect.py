@@ -16,76 +16,16 @@ from pathlib import Path
 import pytest
 import yaml
 
-from conftest import ROOT, make_repo, stage_env
+from conftest import ROOT, prefect, versions
 from flows.train_mnist import stage_names
 
 TINY = ["-p", "model=mlp_500", "-p", "epochs=1", "-p", "max_train_images=500"]
-
-
-def free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return sock.getsockname()[1]
-
-
-@pytest.fixture(scope="module")
-def prefect_env(tmp_path_factory) -> Iterator[dict[str, str]]:
-    """A real `prefect server start` (SQLite) on a free port; environment pointing at it."""
-    home = tmp_path_factory.mktemp("prefect-home")
-    port = free_port()
-    env = {**stage_env(), "PREFECT_HOME": str(home), "PREFECT_API_URL": f"http://127.0.0.1:{port}/api",
-           "PREFECT_SERVER_ANALYTICS_ENABLED": "false", "PREFECT_LOGGING_LEVEL": "WARNING"}
-    log = open(home / "server.log", "w")
-    server = subprocess.Popen(["prefect", "server", "start", "--host", "127.0.0.1", "--port", str(port)],
-                              env=env, stdout=log, stderr=subprocess.STDOUT, start_new_session=True)
-    deadline = time.monotonic() + 120
-    while True:
-        try:
-            with urllib.request.urlopen(f"http://127.0.0.1:{port}/api/health", timeout=2) as answer:
-                if answer.status == 200:
-                    break
-        except OSError:
-            pass
-        assert server.poll() is None, (home / "server.log").read_text()[-3000:]
-        assert time.monotonic() < deadline, "prefect server did not answer within 120 s"
-        time.sleep(1)
-    yield env
-    os.killpg(server.pid, 15)
-    server.wait(timeout=30)
-    log.close()
-
-
-def prefect(env: dict[str, str], *args: str, cwd: Path | None = None, timeout: float = 900) -> subprocess.CompletedProcess:
-    return subprocess.run(["prefect", *args], env=env, cwd=cwd, capture_output=True, text=True, timeout=timeout)
 
 
 def test_server_answers_deployment_ls(prefect_env):
     """The CI smoke check: a fastapi/pydantic pin slip shows only when the server handles a request."""
     listed = prefect(prefect_env, "deployment", "ls")
     assert listed.returncode == 0, listed.stdout + listed.stderr
-
-
-@pytest.fixture(scope="module")
-def served(prefect_env, tmp_path_factory) -> Iterator[Path]:
-    """A project repository whose deployments are served by `python -m flows.serve`."""
-    repo = make_repo(tmp_path_factory.mktemp("project"))
-    log = open(repo.parent / "serve.log", "w")
-    server = subprocess.Popen([sys.executable, "-m", "flows.serve"], cwd=repo, env=prefect_env, stdout=log,
-                              stderr=subprocess.STDOUT, start_new_session=True)
-    deadline = time.monotonic() + 120
-    while "train-mnist/mnist" not in prefect(prefect_env, "deployment", "ls").stdout:
-        assert server.poll() is None, (repo.parent / "serve.log").read_text()[-3000:]
-        assert time.monotonic() < deadline, "deployments not served within 120 s"
-        time.sleep(2)
-    yield repo
-    os.killpg(server.pid, 15)
-    server.wait(timeout=30)
-    log.close()
-
-
-def versions(repo: Path, model: str) -> list[str]:
-    folder = repo / "registry" / model
-    return sorted((p.name for p in folder.glob("v*")), key=lambda v: int(v[1:])) if folder.exists() else []
 
 
 def test_deployment_run_registers_a_version_with_lineage(prefect_env, served: Path):

@@ -66,6 +66,7 @@ def test_concurrent_registrations_get_distinct_numbers(tmp_path: Path):
     assert sorted(got, key=lambda v: int(v[1:])) == [f"v{i}" for i in range(1, 9)]
 
 
+@pytest.mark.bad_input
 @pytest.mark.parametrize("ref", ["../etc@v1", "a/b@v1", "mlp_500@v0", "mlp_500", "MLP@v1", "x@../../v1"])
 def test_bad_references_are_refused(tmp_path: Path, ref: str):
     with pytest.raises(PipelineError, match="invalid|no version"):

@@ -74,6 +74,7 @@ def test_good_checksum_downloads_then_serves_from_cache(mirror, tmp_path: Path):
     assert again == paths and handler.seen[LABELS] == 1
 
 
+@pytest.mark.fault
 def test_bad_checksum_never_reaches_the_cache(mirror, tmp_path: Path):
     url, handler = mirror
     handler.mode = "bad-bytes"
@@ -83,6 +84,7 @@ def test_bad_checksum_never_reaches_the_cache(mirror, tmp_path: Path):
     assert not [name for name in cache_listing(tmp_path) if name not in FILES]  # no temporary leftovers
 
 
+@pytest.mark.fault
 def test_dropped_connection_is_retried(mirror, tmp_path: Path):
     url, handler = mirror
     handler.mode = "drop-once"
@@ -91,6 +93,7 @@ def test_dropped_connection_is_retried(mirror, tmp_path: Path):
     assert sha256_file(paths[FILES.index(LABELS)]) == sources.DOWNLOADS["fashion_mnist"][LABELS]
 
 
+@pytest.mark.fault
 def test_connection_that_always_drops_fails_cleanly(mirror, tmp_path: Path):
     url, handler = mirror
     handler.mode = "drop-always"
@@ -111,6 +114,7 @@ def test_fetch_stage_downloads_and_records_the_source(mirror, tmp_path: Path, ru
     assert {Path(f["name"]).name: f["sha256"] for f in record["source_files"]} == sources.DOWNLOADS["fashion_mnist"]
 
 
+@pytest.mark.fault
 def test_fetch_stage_refuses_a_bad_download(mirror, tmp_path: Path, run_stage):
     url, handler = mirror
     handler.mode = "bad-bytes"
@@ -123,6 +127,7 @@ def test_fetch_stage_refuses_a_bad_download(mirror, tmp_path: Path, run_stage):
     assert not (tmp_path / "data/raw/raw.npz").exists()
 
 
+@pytest.mark.bad_input
 @pytest.mark.parametrize("url", ["http://example.com/", "ftp://127.0.0.1/", "file:///etc/"])
 def test_only_https_or_loopback_http(url: str):
     with pytest.raises(PipelineError, match="https only"):

@@ -172,6 +172,7 @@ def assert_refused(root: Path, result, stage: str, expect: str, before: dict[str
 
 
 @pytest.mark.e2e
+@pytest.mark.bad_input
 @pytest.mark.parametrize("case", CASES, ids=[case.name for case in CASES])
 def test_bad_input_is_refused(repo: Path, small_raw, tmp_path: Path, case: Case):
     before = hashes(repo)
@@ -180,6 +181,7 @@ def test_bad_input_is_refused(repo: Path, small_raw, tmp_path: Path, case: Case)
 
 
 @pytest.mark.e2e
+@pytest.mark.bad_input
 def test_download_with_wrong_checksum_is_refused(repo: Path, tmp_path: Path):
     server = http.server.ThreadingHTTPServer(("127.0.0.1", 0), BadBytesHandler)
     threading.Thread(target=server.serve_forever, daemon=True).start()
