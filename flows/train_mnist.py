@@ -11,7 +11,6 @@ checked out from the cache, not recomputed. Tasks pass that workspace path, neve
 from __future__ import annotations
 
 import json
-import os
 import re
 import shutil
 import subprocess

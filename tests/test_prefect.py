@@ -3,20 +3,13 @@
 from __future__ import annotations
 
 import json
-import os
 import re
-import socket
 import subprocess
-import sys
-import time
-import urllib.request
-from collections.abc import Iterator
 from pathlib import Path
 
-import pytest
 import yaml
 
-from conftest import ROOT, prefect, versions
+from conftest import ROOT, prefect, stage_env, versions
 from flows.train_mnist import stage_names
 
 TINY = ["-p", "model=mlp_500", "-p", "epochs=1", "-p", "max_train_images=500"]

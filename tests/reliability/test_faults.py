@@ -10,7 +10,6 @@ test_download.py; broken inputs in test_bad_inputs.py. The suite prints
 from __future__ import annotations
 
 import json
-import os
 import random
 import signal
 import subprocess
@@ -29,7 +28,7 @@ from tasks.files import save_npz
 
 pytestmark = pytest.mark.fault
 GATE = registry.Gate(min_accuracy=0.0, tolerance=1.0)
-TINY = ["-p", "model=mlp_500", "-p", "epochs=1", "-p", "max_train_images=500"]
+TINY = ["-p", "model=softmax_regression", "-p", "epochs=1", "-p", "max_train_images=500"]  # test_prefect uses mlp_500
 
 
 def training_processes(served: Path) -> list[psutil.Process]:
@@ -72,15 +71,15 @@ def test_training_killed_mid_epoch_registers_nothing_and_the_rerun_resumes(prefe
 
 def test_two_runs_at_once_both_complete_with_distinct_versions(prefect_env, served: Path, guard):
     guard(*[p for p in (served / "registry").glob("*/v*")])
-    before = versions(served, "mlp_500")
+    before = versions(served, "softmax_regression")
     runs = [subprocess.Popen(["prefect", "deployment", "run", "train-mnist/mnist", *TINY, "-p", f"seed={seed}",
                               "--watch"], env=prefect_env, cwd=served, stdout=subprocess.PIPE,
                              stderr=subprocess.STDOUT, text=True) for seed in (1, 2)]
     outputs = [run.communicate(timeout=900)[0] for run in runs]
     assert all(run.returncode == 0 for run in runs), "\n".join(o[-2000:] for o in outputs)
-    after = versions(served, "mlp_500")
+    after = versions(served, "softmax_regression")
     assert len(after) == len(before) + 2 and len(set(after)) == len(after)
-    records = [json.loads((served / f"registry/mlp_500/{v}/record.json").read_text()) for v in after[len(before):]]
+    records = [json.loads((served / f"registry/softmax_regression/{v}/record.json").read_text()) for v in after[len(before):]]
     assert {r["params"]["train"]["seed"] for r in records} == {1, 2}
     first, second = sorted(records, key=lambda r: r["run_started_at"])
     assert second["run_started_at"] > first["registered_at"]  # the deployment's concurrency limit serialised them
