@@ -44,21 +44,6 @@ def test_deployment_run_registers_a_version_with_lineage(prefect_env, served: Pa
                               text=True).stdout.count("\n") > 1  # the run's workspace is gone
 
 
-def test_two_runs_at_once_both_complete_with_distinct_versions(prefect_env, served: Path):
-    before = versions(served, "mlp_500")
-    runs = [subprocess.Popen(["prefect", "deployment", "run", "train-mnist/mnist", *TINY, "-p", f"seed={seed}",
-                              "--watch"], env=prefect_env, cwd=served, stdout=subprocess.PIPE,
-                             stderr=subprocess.STDOUT, text=True) for seed in (1, 2)]
-    outputs = [run.communicate(timeout=900)[0] for run in runs]
-    assert all(run.returncode == 0 for run in runs), "\n".join(o[-2000:] for o in outputs)
-    after = versions(served, "mlp_500")
-    assert len(after) == len(before) + 2 and len(set(after)) == len(after)
-    records = [json.loads((served / f"registry/mlp_500/{v}/record.json").read_text()) for v in after[len(before):]]
-    assert {r["params"]["train"]["seed"] for r in records} == {1, 2}
-    first, second = sorted(records, key=lambda r: r["run_started_at"])
-    assert second["run_started_at"] > first["registered_at"]  # the deployment's concurrency limit serialised them
-
-
 def test_failed_run_registers_nothing(prefect_env, served: Path):
     before = {m.name: versions(served, m.name) for m in (served / "registry").iterdir() if m.is_dir()}
     run = prefect(prefect_env, "deployment", "run", "train-mnist/mnist", "-p", "model=resnet", "--watch", cwd=served)
