@@ -2,7 +2,7 @@
 
     python -m tasks.compare --dataset fashion_mnist
     python -m tasks.compare --dataset mnist --models mlp_500,cnn --set train.epochs=3
-    python -m tasks.compare --dataset fashion_mnist --retry-failed   # re-run only what failed last time
+    python -m tasks.compare --dataset fashion_mnist --retry-failed   # re-run only what failed or never ran
 
 Each configuration is a real `dvc exp run` (so `dvc exp show` lists them all afterwards)
 and writes its own report; this command then writes `reports/<dataset>/catalogue.md`
@@ -154,8 +154,8 @@ def render(dataset: str, results: list[dict[str, Any]], fetched: dict[str, Any],
     return "\n".join(parts)
 
 
-def previous_successes(path: Path, dataset: str, extra: dict[str, str]) -> dict[str, dict[str, Any]]:
-    """Successful results of the last comparison, by label, if it ran the same dataset and overrides."""
+def previous_run(path: Path, dataset: str, extra: dict[str, str]) -> dict[str, Any]:
+    """The last comparison's catalogue.json, checked to have run the same dataset and overrides."""
     if not path.is_file():
         return {}
     last = json.loads(path.read_text())
@@ -163,7 +163,29 @@ def previous_successes(path: Path, dataset: str, extra: dict[str, str]) -> dict[
         typer.echo(f"error: {path} was made with dataset {last.get('dataset')} and --set {last.get('overrides')}; "
                    f"--retry-failed needs the same", err=True)
         raise typer.Exit(1)
-    return {r["label"]: r for r in last.get("results", []) if "failed" not in r}
+    return last
+
+
+def base_params(params_path: Path, catalogue_json: Path) -> str:
+    """The params every run starts from: params.yaml, unless the last comparison was killed mid-run.
+
+    `dvc exp run -S` edits params.yaml in place, and stages it and dvc.lock in the git index while it
+    runs; the comparison puts params.yaml back after each run. A comparison killed with SIGKILL cannot,
+    and the next `dvc exp run` would then stop at "Stash apply resulted in merge conflicts". So the
+    comparison records the params it started from, and the next one restores them and unstages the two
+    files (their contents in the working tree are kept) instead of taking the killed run's overrides as
+    everybody's defaults.
+    """
+    current = params_path.read_text()
+    if not catalogue_json.is_file():
+        return current
+    last = json.loads(catalogue_json.read_text())
+    if last.get("complete", True) or not last.get("base_params"):
+        return current
+    typer.echo("compare: the last comparison was interrupted; restoring the params.yaml it started from "
+               "and unstaging what its killed `dvc exp run` left in the git index", err=True)
+    subprocess.run(["git", "reset", "-q", "--", "params.yaml", "dvc.lock"], check=False)
+    return last["base_params"]
 
 
 @app.command()
@@ -177,19 +199,24 @@ def main(
 ) -> None:
     """Run each catalogue model with `dvc exp run` and write the comparison report."""
     params_path = Path("params.yaml")
-    original = params_path.read_text()
+    target = out_dir / dataset
+    original = base_params(params_path, target / "catalogue.json")
     catalogue = list(yaml.safe_load(original)["models"])
     chosen = [m.strip() for m in models.split(",") if m.strip()] or catalogue
     unknown = [m for m in chosen if m not in catalogue]
     if unknown:
         typer.echo(f"error: unknown models {unknown}; the catalogue has: {', '.join(catalogue)}", err=True)
         raise typer.Exit(1)
+    malformed = [item for item in set_ if "=" not in item]
+    if malformed:
+        typer.echo(f"error: --set needs KEY=VALUE, got {malformed[0]!r}", err=True)
+        raise typer.Exit(1)
     extra = dict(item.split("=", 1) for item in set_)
-    target = out_dir / dataset
     logs = target / "logs"
     logs.mkdir(parents=True, exist_ok=True)
     runs = configurations(chosen)
-    kept = previous_successes(target / "catalogue.json", dataset, extra) if retry_failed else {}
+    last = previous_run(target / "catalogue.json", dataset, extra) if retry_failed else {}
+    kept = {r["label"]: r for r in last.get("results", []) if "failed" not in r}
     results = []
     try:
         for number, (label, overrides) in enumerate(runs, start=1):
@@ -197,17 +224,23 @@ def main(
                 results.append(kept[label])
                 typer.echo(f"[{number}/{len(runs)}] {label}: kept from the last run", err=True)
                 continue
-            params_path.write_text(original)  # each run starts from the committed params
-            result = run_one(label, {"data.dataset": dataset, **extra, **overrides},
-                             logs / f"{label.split()[0]}{'-raw' if '(' in label else ''}.log")
+            params_path.write_text(original)  # each run starts from the same params
+            log = logs / f"{label.split()[0]}{'-raw' if '(' in label else ''}.log"
+            typer.echo(f"[{number}/{len(runs)}] {label}: running `dvc exp run` (log: {log})", err=True)
+            result = run_one(label, {"data.dataset": dataset, **extra, **overrides}, log)
             results.append(result)
+            # saved after every configuration: a killed comparison loses at most the run in progress,
+            # and --retry-failed picks up from here
+            write_json(target / "catalogue.json", {"dataset": dataset, "overrides": extra, "results": results,
+                                                   "complete": False, "base_params": original})
             shown = result.get("failed") or ", ".join(
                 f"{k} {v:.4f}" for k, v in result["metrics"].items() if k in ("accuracy", "prediction_at_10"))
             typer.echo(f"[{number}/{len(runs)}] {label}: {shown} ({result['seconds']:.0f} s)", err=True)
     finally:
         params_path.write_text(original)
     fetched = json.loads(Path("data/raw/fetch.json").read_text()) if Path("data/raw/fetch.json").exists() else {}
-    write_json(target / "catalogue.json", {"dataset": dataset, "overrides": extra, "results": results})
+    write_json(target / "catalogue.json", {"dataset": dataset, "overrides": extra, "results": results,
+                                           "complete": True, "base_params": original})
     leaderboard_png(target / "leaderboard.png", results)
     with atomic_path(target / "catalogue.md") as tmp:
         tmp.write_text(render(dataset, results, fetched, extra))

@@ -1,0 +1,77 @@
+"""The catalogue comparison: real `dvc exp run`s in a temporary git repository, killed and resumed."""
+
+from __future__ import annotations
+
+import json
+import os
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import pytest
+import yaml
+
+from conftest import dvc, make_repo, stage_env
+
+
+def catalogue(repo: Path) -> dict:
+    path = repo / "reports/mnist/catalogue.json"
+    return json.loads(path.read_text()) if path.is_file() else {}
+
+
+@pytest.mark.e2e
+@pytest.mark.fault
+def test_compare_killed_mid_run_then_retry_failed_finishes_from_the_right_params(tmp_path: Path):
+    repo = make_repo(tmp_path)
+    base = (repo / "params.yaml").read_text()
+    args = [sys.executable, "-m", "tasks.compare", "--dataset", "mnist", "--models", "mlp_500",
+            "--set", "train.epochs=1"]
+    first = subprocess.Popen(args, cwd=repo, env=stage_env(), stdout=subprocess.PIPE, stderr=subprocess.STDOUT,
+                             text=True, start_new_session=True)
+    deadline = time.monotonic() + 600
+    second_log = repo / "reports/mnist/logs/mlp_500.log"
+    # wait until the unscaled run is saved and the scaled run's `dvc exp run` is training
+    while not ("Running stage 'train'" in (second_log.read_text() if second_log.is_file() else "")):
+        assert first.poll() is None, first.stdout.read()
+        assert time.monotonic() < deadline, "the second configuration never started training"
+        time.sleep(0.5)
+    edited = (repo / "params.yaml").read_text()
+    os.killpg(first.pid, signal.SIGKILL)
+    first.wait()
+    saved = catalogue(repo)
+    assert saved["complete"] is False and [r["label"] for r in saved["results"]] == ["mlp_500 (no x/255)"]
+    assert edited != base  # `dvc exp run -S` had rewritten params.yaml, and SIGKILL left it so
+
+    again = subprocess.run(args + ["--retry-failed"], cwd=repo, env=stage_env(), capture_output=True, text=True,
+                           timeout=900)
+    assert again.returncode == 0, again.stderr[-3000:]
+    assert "the last comparison was interrupted; restoring the params.yaml it started from" in again.stderr
+    assert "[1/2] mlp_500 (no x/255): kept from the last run" in again.stderr
+    assert "[2/2] mlp_500: running" in again.stderr
+    assert (repo / "params.yaml").read_text() == base
+    done = catalogue(repo)
+    assert done["complete"] is True and [r["label"] for r in done["results"]] == ["mlp_500 (no x/255)", "mlp_500"]
+    assert all(0.1 < r.get("metrics", {}).get("accuracy", 0) <= 1 for r in done["results"]), done["results"]
+    # the scaled run really ran on x/255: its experiment's params say so
+    shown = json.loads(dvc(repo, "exp", "show", "--json").stdout)
+    normalize = [rev["data"]["params"]["params.yaml"]["data"]["prepare"]["normalize"]
+                 for entry in shown for experiment in entry.get("experiments") or [] for rev in experiment["revs"]]
+    assert sorted(normalize) == [False, True]
+
+    report = (repo / "reports/mnist/catalogue.md").read_text()
+    assert r"mlp\_500 (no x/255)" in report and "**Normalisation**" in report
+    assert (repo / "reports/mnist/leaderboard.png").stat().st_size > 1000
+    assert yaml.safe_load(done["base_params"])["train"]["model"] == yaml.safe_load(base)["train"]["model"]
+
+
+@pytest.mark.bad_input
+def test_compare_refuses_unknown_models_and_malformed_set(tmp_path: Path):
+    repo = make_repo(tmp_path)
+    for extra, message in ((["--models", "mlp_9000"], "error: unknown models ['mlp_9000']"),
+                           (["--set", "train.epochs"], "error: --set needs KEY=VALUE, got 'train.epochs'")):
+        run = subprocess.run([sys.executable, "-m", "tasks.compare", *extra], cwd=repo, env=stage_env(),
+                             capture_output=True, text=True, timeout=120)
+        assert run.returncode == 1 and message in run.stderr, run.stderr
+    assert not (repo / "reports/mnist/catalogue.json").exists()
