@@ -174,7 +174,8 @@ def base_params(params_path: Path, catalogue_json: Path) -> str:
     and the next `dvc exp run` would then stop at "Stash apply resulted in merge conflicts". So the
     comparison records the params it started from, and the next one restores them and unstages the two
     files (their contents in the working tree are kept) instead of taking the killed run's overrides as
-    everybody's defaults.
+    everybody's defaults. The killed run also leaves HEAD detached; when it still points at the branch
+    the comparison started on, HEAD is put back on that branch (nothing in the working tree changes).
     """
     current = params_path.read_text()
     if not catalogue_json.is_file():
@@ -185,7 +186,16 @@ def base_params(params_path: Path, catalogue_json: Path) -> str:
     typer.echo("compare: the last comparison was interrupted; restoring the params.yaml it started from "
                "and unstaging what its killed `dvc exp run` left in the git index", err=True)
     subprocess.run(["git", "reset", "-q", "--", "params.yaml", "dvc.lock"], check=False)
+    branch = last.get("base_branch")
+    if branch and not git("symbolic-ref", "-q", "HEAD") and git("rev-parse", "HEAD") == git("rev-parse", branch):
+        subprocess.run(["git", "symbolic-ref", "HEAD", f"refs/heads/{branch}"], check=True)
     return last["base_params"]
+
+
+def git(*args: str) -> str:
+    """A git command's output, empty when it fails (no repository, detached HEAD, unknown ref)."""
+    done = subprocess.run(["git", *args], capture_output=True, text=True)
+    return done.stdout.strip() if done.returncode == 0 else ""
 
 
 @app.command()
@@ -217,6 +227,8 @@ def main(
     runs = configurations(chosen)
     last = previous_run(target / "catalogue.json", dataset, extra) if retry_failed else {}
     kept = {r["label"]: r for r in last.get("results", []) if "failed" not in r}
+    branch = git("symbolic-ref", "-q", "--short", "HEAD")
+    saved = {"dataset": dataset, "overrides": extra, "base_params": original, "base_branch": branch}
     results = []
     try:
         for number, (label, overrides) in enumerate(runs, start=1):
@@ -231,16 +243,14 @@ def main(
             results.append(result)
             # saved after every configuration: a killed comparison loses at most the run in progress,
             # and --retry-failed picks up from here
-            write_json(target / "catalogue.json", {"dataset": dataset, "overrides": extra, "results": results,
-                                                   "complete": False, "base_params": original})
+            write_json(target / "catalogue.json", {**saved, "results": results, "complete": False})
             shown = result.get("failed") or ", ".join(
                 f"{k} {v:.4f}" for k, v in result["metrics"].items() if k in ("accuracy", "prediction_at_10"))
             typer.echo(f"[{number}/{len(runs)}] {label}: {shown} ({result['seconds']:.0f} s)", err=True)
     finally:
         params_path.write_text(original)
     fetched = json.loads(Path("data/raw/fetch.json").read_text()) if Path("data/raw/fetch.json").exists() else {}
-    write_json(target / "catalogue.json", {"dataset": dataset, "overrides": extra, "results": results,
-                                           "complete": True, "base_params": original})
+    write_json(target / "catalogue.json", {**saved, "results": results, "complete": True})
     leaderboard_png(target / "leaderboard.png", results)
     with atomic_path(target / "catalogue.md") as tmp:
         tmp.write_text(render(dataset, results, fetched, extra))

@@ -43,6 +43,8 @@ def test_compare_killed_mid_run_then_retry_failed_finishes_from_the_right_params
     saved = catalogue(repo)
     assert saved["complete"] is False and [r["label"] for r in saved["results"]] == ["mlp_500 (no x/255)"]
     assert edited != base  # `dvc exp run -S` had rewritten params.yaml, and SIGKILL left it so
+    head = subprocess.run(["git", "symbolic-ref", "-q", "HEAD"], cwd=repo, capture_output=True, text=True)
+    assert head.returncode != 0  # ... and HEAD detached
 
     again = subprocess.run(args + ["--retry-failed"], cwd=repo, env=stage_env(), capture_output=True, text=True,
                            timeout=900)
@@ -51,6 +53,8 @@ def test_compare_killed_mid_run_then_retry_failed_finishes_from_the_right_params
     assert "[1/2] mlp_500 (no x/255): kept from the last run" in again.stderr
     assert "[2/2] mlp_500: running" in again.stderr
     assert (repo / "params.yaml").read_text() == base
+    head = subprocess.run(["git", "symbolic-ref", "--short", "HEAD"], cwd=repo, capture_output=True, text=True)
+    assert head.stdout.strip() == "main"
     done = catalogue(repo)
     assert done["complete"] is True and [r["label"] for r in done["results"]] == ["mlp_500 (no x/255)", "mlp_500"]
     assert all(0.1 < r.get("metrics", {}).get("accuracy", 0) <= 1 for r in done["results"]), done["results"]
