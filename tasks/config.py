@@ -96,6 +96,7 @@ class TrainParams(Section):
     learning_rate: float | None = Field(default=None, gt=0)
     early_stopping_patience: int = Field(default=3, ge=0)  # on val_loss; 0 turns it off
     max_train_images: int | None = Field(default=None, ge=10)  # a seeded random subset, for quick runs
+    distribute: Literal["auto", "none"] = "auto"  # auto: MirroredStrategy when several GPUs are visible
     prepared_dir: str = "data/prepared"
     features_dir: str = "data/features"
     checkpoint_dir: str = "checkpoints"  # per-run backups for resuming a killed run (not versioned)

@@ -3,8 +3,10 @@
 Callbacks: early stopping on validation loss (best weights restored), the tutorial's
 threshold stop (`stop_at_loss`), Keras' BackupAndRestore so a run killed mid-training
 resumes from its last completed epoch when re-run, and dvclive for per-epoch metrics
-in DVC's format. Writes `model/model.keras` and `model/train.json` (history, settings,
-data lineage, how training stopped).
+in DVC's format. With several GPUs visible the model is mirrored over them
+(`tf.distribute.MirroredStrategy`, `train.distribute: auto`); otherwise it trains on one
+device. Writes `model/model.keras` and `model/train.json` (history, settings, data lineage,
+how training stopped).
 """
 
 from __future__ import annotations
@@ -97,12 +99,31 @@ def callbacks(spec: ModelSpec, params: TrainParams, backup_dir: Path, resuming: 
     return stack
 
 
-def fit(spec: ModelSpec, data: dict[str, np.ndarray], stack: list[Any], seed: int) -> tuple[Any, dict[str, list[float]]]:
-    """Build the model and fit it; returns the model and its per-epoch history."""
+def choose_strategy(devices: list[str] | None = None, distribute: str = "auto") -> tuple[Any, str]:
+    """MirroredStrategy over `devices` (default: the visible GPUs) when there are several and
+    `distribute` is auto; otherwise TensorFlow's default single-device strategy. Returns it and a
+    one-line description."""
+    import tensorflow as tf
+
+    if devices is None:
+        devices = [device.name for device in tf.config.list_logical_devices("GPU")]
+    if distribute == "auto" and len(devices) > 1:
+        kinds = sorted({name.split(":")[-2] for name in devices})
+        return tf.distribute.MirroredStrategy(devices), f"MirroredStrategy over {len(devices)} {'/'.join(kinds)}s"
+    kind = devices[0].split(":")[-2] if devices else "CPU"
+    unused = f", {len(devices)} visible, train.distribute {distribute}" if len(devices) > 1 else ""
+    return tf.distribute.get_strategy(), f"default (1 device: {kind}{unused})"
+
+
+def fit(spec: ModelSpec, data: dict[str, np.ndarray], stack: list[Any], seed: int,
+        strategy: Any) -> tuple[Any, dict[str, list[float]]]:
+    """Build the model inside `strategy`'s scope and fit it; returns the model and its per-epoch history.
+    `batch_size` is the global batch: a MirroredStrategy splits it over its replicas."""
     import keras
 
     keras.utils.set_random_seed(seed)
-    model = build_model(spec, data["x_train"].shape[1:])
+    with strategy.scope():
+        model = build_model(spec, data["x_train"].shape[1:])
     verbose = 1 if sys.stdout.isatty() else 2
     history = model.fit(data["x_train"], data["y_train"], validation_data=(data["x_val"], data["y_val"]),
                         batch_size=spec.batch_size, epochs=spec.epochs, callbacks=stack, verbose=verbose,
@@ -171,7 +192,9 @@ def main() -> None:
         stack = callbacks(spec, params, backup, resuming)
         log(f"train: {params.model} on {len(data['x_train']):,} images (val {len(data['x_val']):,}), "
             f"{spec.epochs} epochs max, batch {spec.batch_size}, {spec.optimizer} lr {spec.learning_rate}")
-        model, history = fit(spec, data, stack, params.seed)
+        strategy, described = choose_strategy(distribute=params.distribute)
+        log(f"train: strategy: {described}")
+        model, history = fit(spec, data, stack, params.seed, strategy)
         how = stopped_by(spec, history, stack)
         shapes = {k: list(v.shape) for k, v in data.items()}
     seconds = time.perf_counter() - started
