@@ -4,13 +4,16 @@
 
 Deployments (stable names): train-mnist/mnist and train-mnist/fashion-mnist. Each allows
 one run at a time (`concurrency_limit=1`): a second run started meanwhile waits its turn,
-so runs never compete for the two cores or the shared DVC cache.
+so runs never compete for the two cores or the shared DVC cache. sweep/lee-grid runs the
+Lee tuning grid (or, with -p grid=... -p models=..., any sweep) as child runs on a Dask
+LocalCluster; see flows/sweep.py.
 """
 
 from __future__ import annotations
 
 from prefect import serve
 
+from flows.sweep import LEE_GRID, sweep
 from flows.train_mnist import train_mnist
 
 DEPLOYMENTS = {"mnist": "mnist", "fashion-mnist": "fashion_mnist"}
@@ -19,7 +22,10 @@ DEPLOYMENTS = {"mnist": "mnist", "fashion-mnist": "fashion_mnist"}
 def main() -> None:
     serve(*[train_mnist.to_deployment(name=name, parameters={"dataset": dataset}, concurrency_limit=1,
                                       description=f"the MNIST pipeline on {dataset}; -p model=... -p epochs=...")
-            for name, dataset in DEPLOYMENTS.items()])
+            for name, dataset in DEPLOYMENTS.items()],
+          sweep.to_deployment(name="lee-grid", parameters={"grid": LEE_GRID}, concurrency_limit=1,
+                              description="the Lee tuning grid as child train-mnist runs on a Dask LocalCluster; "
+                                          "-p dataset=... -p epochs=... -p max_train_images=... -p workers=..."))
 
 
 if __name__ == "__main__":

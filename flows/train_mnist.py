@@ -51,11 +51,18 @@ def git(root: Path, *args: str) -> str:
 
 
 @contextmanager
-def workspace(root: Path) -> Iterator[Path]:
-    """A fresh git worktree of HEAD that shares the project's DVC cache; removed afterwards."""
+def workspace(root: Path, start_lock: Path | None = None) -> Iterator[Path]:
+    """A fresh git worktree of HEAD that shares the project's DVC cache; removed afterwards.
+
+    `start_lock` replaces the committed dvc.lock: a sweep hands its children the lock file of
+    its shared preprocessing, so they check those outputs out of the cache instead of
+    recomputing them (the stages' outputs are `persist`, which DVC's run-cache skips).
+    """
     folder = Path(tempfile.mkdtemp(prefix="train-mnist-")) / "ws"
     git(root, "worktree", "add", "--detach", str(folder), "HEAD")
     try:
+        if start_lock:
+            shutil.copyfile(start_lock, folder / "dvc.lock")
         subprocess.run(["dvc", "config", "--local", "cache.dir", str(root / ".dvc" / "cache")], cwd=folder,
                        check=True, capture_output=True)
         subprocess.run(["dvc", "checkout", "--allow-missing"], cwd=folder, capture_output=True)  # best effort
@@ -67,21 +74,37 @@ def workspace(root: Path) -> Iterator[Path]:
         shutil.rmtree(folder.parent, ignore_errors=True)
 
 
-def apply_overrides(folder: Path, overrides: dict[str, Any]) -> dict[str, Any]:
-    """Write this run's parameter overrides into the workspace's params.yaml; return the params."""
+def apply_overrides(folder: Path, overrides: dict[str, Any], model_settings: dict[str, Any] | None = None,
+                    variant_of: str | None = None, start_lock: str | None = None) -> dict[str, Any]:
+    """Write this run's parameter overrides into the workspace's params.yaml; return the params.
+
+    `model_settings` changes fields of the model's catalogue entry (`models.<model>`) for this run;
+    with `variant_of`, the entry is a new one: that catalogue entry with those fields changed (how
+    a sweep's grid point becomes a named model with its own registry versions and report).
+    """
     path = folder / "params.yaml"
     params = yaml.safe_load(path.read_text())
     for key, value in overrides.items():
         if value is not None:
             section, name = OVERRIDES[key]
             params[section][name] = value
+    if model_settings or variant_of:
+        model, base = params["train"]["model"], variant_of or params["train"]["model"]
+        if base not in params["models"]:
+            raise ValueError(f"unknown catalogue model {base!r} for a variant; the catalogue has: "
+                             f"{', '.join(params['models'])}")
+        params["models"][model] = {**params["models"][base], **(model_settings or {})}
     path.write_text(yaml.safe_dump(params, sort_keys=False))
     return params
 
 
 @task(cache_policy=NO_CACHE)  # DVC decides what is up to date; see the module docstring
-def run_stage(folder: str, stage: str) -> str:
-    """Run one pipeline stage exactly as `dvc repro` does; its output goes to the task log."""
+def run_stage(folder: str, stage: str) -> bool:
+    """Run one pipeline stage exactly as `dvc repro` does; its output goes to the task log.
+
+    True when the stage's command ran; False when DVC found it up to date or restored its
+    outputs from the run-cache (a configuration seen before, in this run or any other).
+    """
     logger = get_run_logger()
     done = subprocess.run(["dvc", "repro", "--single-item", stage], cwd=folder, capture_output=True, text=True)
     output = done.stdout + done.stderr
@@ -91,7 +114,7 @@ def run_stage(folder: str, stage: str) -> str:
     if done.returncode != 0:
         errors = [line for line in output.splitlines() if line.startswith(("error:", "ERROR:"))]
         raise RuntimeError(errors[0] if errors else f"stage {stage} failed (exit {done.returncode})")
-    return stage
+    return f"Running stage '{stage}'" in output
 
 
 def lineage(folder: Path, root: Path) -> dict[str, Any]:
@@ -127,22 +150,34 @@ def register_model(folder: str, root: str, started_at: str) -> dict[str, Any]:
                                 attachments={"report": report_src})  # the immutable copy, inside the version
     latest = project / "reports" / dataset / model
     shutil.copytree(report_src, latest, dirs_exist_ok=True)  # the latest run of this model
-    return {**version, "report": str(latest / "report.md")}
+    evaluation = json.loads((work / "evaluation/evaluation.json").read_text())
+    return {**version, "report": str(latest / "report.md"), "spec": trained["spec"],
+            "epochs_run": trained["epochs_run"], "stopped_by": trained["stopped_by"],
+            "diagnosis": evaluation["diagnosis"], "audit": evaluation.get("audit")}
 
 
 @flow(name="train-mnist", log_prints=True)
 def train_mnist(dataset: str | None = None, model: str | None = None, epochs: int | None = None,
                 batch_size: int | None = None, learning_rate: float | None = None, seed: int | None = None,
-                max_train_images: int | None = None) -> dict[str, Any]:
-    """Run the pipeline with these overrides of params.yaml (for this run only) and register the model."""
-    overrides = {k: v for k, v in locals().items() if v is not None}
+                max_train_images: int | None = None, model_settings: dict[str, Any] | None = None,
+                variant_of: str | None = None, start_lock: str | None = None) -> dict[str, Any]:
+    """Run the pipeline with these overrides of params.yaml (for this run only) and register the model.
+
+    `model_settings` (e.g. {"activation": "relu"}) changes the model's catalogue entry for this
+    run; with `variant_of`, `model` is a new name for that catalogue entry so changed.
+    `start_lock`: a dvc.lock to start from instead of the committed one (see `workspace`).
+    """
+    overrides = {k: v for k, v in locals().items() if v is not None and k in OVERRIDES}
     started_at = datetime.now(timezone.utc).isoformat(timespec="milliseconds")
-    with workspace(ROOT) as folder:
-        params = apply_overrides(folder, overrides)
-        print(f"workspace {folder}: {params['train']['model']} on {params['data']['dataset']}, overrides {overrides}")
+    with workspace(ROOT, Path(start_lock) if start_lock else None) as folder:
+        params = apply_overrides(folder, overrides, model_settings, variant_of)
+        print(f"workspace {folder}: {params['train']['model']} on {params['data']['dataset']}, overrides {overrides}"
+              + (f", model settings {model_settings}" if model_settings else ""))
+        ran = []
         for stage in stage_names(folder):
             retrying = {"retries": 3, "retry_delay_seconds": [2, 5, 15]} if stage == "fetch" else {}
-            run_stage.with_options(name=stage, **retrying)(str(folder), stage)
+            if run_stage.with_options(name=stage, **retrying)(str(folder), stage):
+                ran.append(stage)
         version = register_model(str(folder), str(ROOT), started_at)
         report_text = (Path(folder) / "reports" / params["data"]["dataset"] / params["train"]["model"]
                        / "report.md").read_text()
@@ -155,7 +190,8 @@ def train_mnist(dataset: str | None = None, model: str | None = None, epochs: in
     verdict = "blessed, now champion" if version["blessed"] else "not blessed"
     print(f"registered {name}: {verdict} ({version['gate_reason']}); report {version['report']}")
     return {"version": name, "blessed": version["blessed"], "metrics": version["metrics"],
-            "report": version["report"]}
+            "report": version["report"], "stages_run": ran,
+            **{k: version[k] for k in ("spec", "epochs_run", "stopped_by", "diagnosis", "audit")}}
 
 
 if __name__ == "__main__":

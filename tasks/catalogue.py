@@ -43,9 +43,12 @@ CATALOGUE: dict[str, ModelInput] = {
 }
 
 
+VARIANT = "--"  # a sweep's variant of an entry is named `<entry>--<settings>` and takes the entry's input
+
+
 def model_input(name: str) -> ModelInput:
-    """The input spec of catalogue model `name`; an unknown name lists the known ones."""
+    """The input spec of catalogue model `name` (or of a variant's entry); an unknown name lists the known ones."""
     try:
-        return CATALOGUE[name]
+        return CATALOGUE[name.split(VARIANT, 1)[0]]
     except KeyError:
         raise PipelineError(f"unknown train.model '{name}'; choose one of: {', '.join(CATALOGUE)}") from None

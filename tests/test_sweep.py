@@ -1,0 +1,78 @@
+"""The sweep flow: child train-mnist runs on a real Dask LocalCluster, through the served deployment."""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+from conftest import prefect, versions
+
+SMALL = {"dataset": "mnist", "epochs": 1, "max_train_images": 500}
+
+
+def without_time(metrics: dict) -> dict:
+    return {k: v for k, v in metrics.items() if k != "train_seconds"}
+
+
+def sweep_json(repo: Path, name: str) -> dict:
+    return json.loads((repo / "reports/mnist/sweeps" / name / "sweep.json").read_text())
+
+
+def test_sweep_on_a_local_cluster_matches_one_after_another_and_a_failure_fails_alone(prefect_env, served: Path):
+    # through the deployment: a catalogue entry and a two-point grid, one point broken (learning_rate -1)
+    parameters = {**SMALL, "models": ["deep_relu"], "grid": {"learning_rate": [0.001, -1.0]}, "base": "lee_ce_relu",
+                  "name": "par", "workers": 2}
+    args = [x for key, value in parameters.items() for x in ("-p", f"{key}={json.dumps(value)}")]
+    run = prefect(prefect_env, "deployment", "run", "sweep/lee-grid", *args, "--watch", cwd=served)
+    assert run.returncode == 0, run.stdout[-3000:] + run.stderr[-3000:]
+    parallel = sweep_json(served, "par")
+    assert parallel["how"] == "on a Dask LocalCluster of 2 workers"
+    by_label = {r["label"]: r for r in parallel["results"]}
+    assert list(by_label) == ["deep_relu", "lee_ce_relu--par-lr0p001", "lee_ce_relu--par-lr-1p0"]
+    broken = by_label["lee_ce_relu--par-lr-1p0"]
+    assert "failed" in broken and "learning_rate" in broken["failed"]
+    assert versions(served, "lee_ce_relu--par-lr-1p0") == []  # a failed child registers nothing
+    good = [by_label["deep_relu"], by_label["lee_ce_relu--par-lr0p001"]]
+    for result in good:
+        assert result["version"].endswith("@v1") and 0.1 < result["metrics"]["accuracy"] <= 1
+        # shared preprocessing: fetch and validate never ran in a child; training did
+        assert "fetch" not in result["stages_run"] and "validate" not in result["stages_run"]
+        assert "train" in result["stages_run"]
+    assert versions(served, "deep_relu") == ["v1"]
+    record = json.loads((served / "registry/lee_ce_relu--par-lr0p001/v1/record.json").read_text())
+    assert record["model_spec"]["learning_rate"] == 0.001 and record["model_spec"]["activation"] == "relu"
+    board = (served / "reports/mnist/sweeps/par/leaderboard.md").read_text()
+    assert "failed" in board and "learning\\_rate" in board
+    assert "fetch 0 time(s), validate 0 time(s) in the children" in board
+    assert (served / "reports/mnist/sweeps/par/leaderboard.png").stat().st_size > 1000
+
+    # the same configurations one after another, from the CLI: the same metrics
+    cli = [sys.executable, "-m", "flows.sweep", "--models", "deep_relu", "--grid", "learning_rate=0.001",
+           "--base", "lee_ce_relu", "--name", "seq", "--epochs", "1", "--max-train-images", "500", "--workers", "0"]
+    again = subprocess.run(cli, cwd=served, env=prefect_env, capture_output=True, text=True, timeout=900)
+    assert again.returncode == 0, again.stdout[-3000:] + again.stderr[-3000:]
+    sequential = {r["label"]: r for r in sweep_json(served, "seq")["results"]}
+    assert sweep_json(served, "seq")["how"] == "one after another"
+    for mine, theirs in (("deep_relu", "deep_relu"), ("lee_ce_relu--seq-lr0p001", "lee_ce_relu--par-lr0p001")):
+        assert without_time(sequential[mine]["metrics"]) == without_time(by_label[theirs]["metrics"])
+    assert versions(served, "deep_relu") == ["v1", "v2"]
+
+
+@pytest.mark.bad_input
+@pytest.mark.parametrize("args, message", [
+    (["--grid", "colour=red"], "bad --grid 'colour=red': use KEY=V1,V2 with KEY one of loss"),
+    (["--grid", "depth=two"], "bad --grid 'depth=two': depth takes int values"),
+    (["--models", "resnet"], "unknown catalogue models ['resnet']"),
+    ([], "nothing to sweep: give --models and/or --grid"),
+    (["--grid", "activation=relu", "--name", "../x"], "is not a slug"),
+])
+def test_bad_sweeps_are_refused_before_anything_runs(tmp_path: Path, args: list[str], message: str):
+    root = Path(__file__).resolve().parents[1]
+    run = subprocess.run([sys.executable, "-m", "flows.sweep", *args], cwd=root, capture_output=True, text=True,
+                         timeout=120, env={"PATH": str(Path(sys.executable).parent) + ":/usr/bin:/bin",
+                                           "PREFECT_API_URL": "http://127.0.0.1:9/api", "HOME": str(tmp_path)})
+    assert run.returncode == 1 and message in run.stderr and run.stderr.count("\n") == 1, run.stderr
