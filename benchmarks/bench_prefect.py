@@ -23,12 +23,14 @@ import yaml
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT / "tests"))
 
-from conftest import make_repo, stage_env  # noqa: E402
+from conftest import make_repo, prefect_server, stage_env  # noqa: E402
 
 
 def timed(args: list[str], **kwargs) -> float:
     started = time.perf_counter()
-    subprocess.run(args, check=True, capture_output=True, **kwargs)
+    done = subprocess.run(args, capture_output=True, text=True, **kwargs)
+    if done.returncode:
+        sys.exit(f"{' '.join(args)} failed:\n{(done.stdout + done.stderr)[-3000:]}")
     return time.perf_counter() - started
 
 
@@ -48,22 +50,24 @@ def main() -> None:
         dvc_s = timed(["dvc", "repro"], cwd=dvc_repo, env=stage_env())
 
         flow_repo = make_repo(base / "flow")  # a cold cache, like the dvc run
-        env = {**stage_env(), "PREFECT_HOME": str(base / "home"), "PREFECT_API_URL": "http://127.0.0.1:4399/api",
-               "PREFECT_SERVER_ANALYTICS_ENABLED": "false"}
-        server = subprocess.Popen(["prefect", "server", "start", "--host", "127.0.0.1", "--port", "4399"], env=env,
-                                  stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, start_new_session=True)
-        serving = subprocess.Popen([sys.executable, "-m", "flows.serve"], cwd=flow_repo, env=env,
-                                   stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, start_new_session=True)
-        try:
-            while "train-mnist/mnist" not in subprocess.run(["prefect", "deployment", "ls"], env=env,
-                                                            capture_output=True, text=True).stdout:
-                time.sleep(1)
-            flow_s = timed(["prefect", "deployment", "run", "train-mnist/mnist", "-p", f"model={args.model}",
-                            "-p", f"epochs={args.epochs}", "--watch"], env=env, cwd=flow_repo)
-        finally:
-            for process in (serving, server):
-                os.killpg(process.pid, 15)
-                process.wait()
+        home = base / "home"
+        home.mkdir()
+        with prefect_server(home) as env:  # the test suite's server: waits for /api/health
+            log = open(base / "serve.log", "w")
+            serving = subprocess.Popen([sys.executable, "-m", "flows.serve"], cwd=flow_repo, env=env,
+                                       stdout=log, stderr=subprocess.STDOUT, start_new_session=True)
+            try:
+                while "train-mnist/mnist" not in subprocess.run(["prefect", "deployment", "ls"], env=env,
+                                                                capture_output=True, text=True).stdout:
+                    if serving.poll() is not None:
+                        sys.exit("flows.serve exited:\n" + (base / "serve.log").read_text()[-3000:])
+                    time.sleep(1)
+                flow_s = timed(["prefect", "deployment", "run", "train-mnist/mnist", "-p", f"model={args.model}",
+                                "-p", f"epochs={args.epochs}", "--watch"], env=env, cwd=flow_repo)
+            finally:
+                os.killpg(serving.pid, 15)
+                serving.wait()
+                log.close()
     print(f"dvc repro:                        {dvc_s:6.1f} s")
     print(f"prefect deployment run --watch:   {flow_s:6.1f} s")
     print(f"ratio deployment / dvc repro:     {flow_s / dvc_s:6.2f}")

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import hashlib
 import os
 import shutil
@@ -108,31 +109,39 @@ def free_port() -> int:
         return sock.getsockname()[1]
 
 
-@pytest.fixture(scope="session")
-def prefect_env(tmp_path_factory) -> Iterator[dict[str, str]]:
-    """A real `prefect server start` (SQLite) on a free port; environment pointing at it."""
-    home = tmp_path_factory.mktemp("prefect-home")
+@contextlib.contextmanager
+def prefect_server(home: Path) -> Iterator[dict[str, str]]:
+    """A real `prefect server start` (SQLite in `home`) on a free port; environment pointing at it."""
     port = free_port()
     env = {**stage_env(), "PREFECT_HOME": str(home), "PREFECT_API_URL": f"http://127.0.0.1:{port}/api",
            "PREFECT_SERVER_ANALYTICS_ENABLED": "false", "PREFECT_LOGGING_LEVEL": "WARNING"}
     log = open(home / "server.log", "w")
     server = subprocess.Popen(["prefect", "server", "start", "--host", "127.0.0.1", "--port", str(port)],
                               env=env, stdout=log, stderr=subprocess.STDOUT, start_new_session=True)
-    deadline = time.monotonic() + 120
-    while True:
-        try:
-            with urllib.request.urlopen(f"http://127.0.0.1:{port}/api/health", timeout=2) as answer:
-                if answer.status == 200:
-                    break
-        except OSError:
-            pass
-        assert server.poll() is None, (home / "server.log").read_text()[-3000:]
-        assert time.monotonic() < deadline, "prefect server did not answer within 120 s"
-        time.sleep(1)
-    yield env
-    os.killpg(server.pid, 15)
-    server.wait(timeout=30)
-    log.close()
+    try:
+        deadline = time.monotonic() + 120
+        while True:
+            try:
+                with urllib.request.urlopen(f"http://127.0.0.1:{port}/api/health", timeout=2) as answer:
+                    if answer.status == 200:
+                        break
+            except OSError:
+                pass
+            assert server.poll() is None, (home / "server.log").read_text()[-3000:]
+            assert time.monotonic() < deadline, "prefect server did not answer within 120 s"
+            time.sleep(1)
+        yield env
+    finally:
+        os.killpg(server.pid, 15)
+        server.wait(timeout=30)
+        log.close()
+
+
+@pytest.fixture(scope="session")
+def prefect_env(tmp_path_factory) -> Iterator[dict[str, str]]:
+    """The suite's shared real Prefect server (see `prefect_server`)."""
+    with prefect_server(tmp_path_factory.mktemp("prefect-home")) as env:
+        yield env
 
 
 def prefect(env: dict[str, str], *args: str, cwd: Path | None = None, timeout: float = 900) -> subprocess.CompletedProcess:
