@@ -88,6 +88,10 @@ def pipeline(model: str) -> tuple[float, float]:
         started = time.perf_counter()
         subprocess.run(["dvc", "repro"], cwd=repo, env=stage_env(), check=True, capture_output=True)
         seconds = time.perf_counter() - started
+        stages = {f.stem: json.loads(f.read_text())["seconds"] for f in sorted((repo / "timings").glob("*.json"))}
+        print(f"  {model} dvc repro {seconds:.0f} s; inside the stages: "
+              + ", ".join(f"{name} {s:.1f}" for name, s in stages.items() if s >= 0.1)
+              + f"; the rest (process starts, imports, DVC) {seconds - sum(stages.values()):.1f}", flush=True)
         return seconds, json.loads((repo / "evaluation/metrics.json").read_text())["accuracy"]
 
 
