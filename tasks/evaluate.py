@@ -17,6 +17,7 @@ from typing import Any
 
 import numpy as np
 
+from tasks import import_tensorflow
 from tasks.catalogue import model_input
 from tasks.config import EvaluateParams, TrainModelParams, load_params, parse_section
 from tasks.files import atomic_path, load_npz, read_json, write_json
@@ -140,6 +141,7 @@ def write_confusion_csv(path: Path, true: list[int], predicted: list[int]) -> No
 
 def main() -> None:
     """Read `evaluate`; write `evaluation/metrics.json`, `evaluation.json` and `confusion.csv`."""
+    import_tensorflow()
     import keras
 
     params_file = load_params()

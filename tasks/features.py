@@ -14,6 +14,7 @@ from typing import Any
 
 import numpy as np
 
+from tasks import import_tensorflow
 from tasks.catalogue import model_input
 from tasks.config import FeaturesParams, TrainModelParams, load_params, parse_section
 from tasks.errors import PipelineError
@@ -80,6 +81,7 @@ def main() -> None:
         write_json(out_dir / META_FILE, {**record, "skipped": True, "reason": f"{model} does not use VGG16"})
         log(f"features: skipped, {model} does not use VGG16")
         return
+    import_tensorflow()
     import keras
 
     keras.utils.set_random_seed(params.seed)  # 'none' weights are random: seeded

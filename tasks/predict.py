@@ -15,6 +15,7 @@ from typing import Any
 
 import numpy as np
 
+from tasks import import_tensorflow
 from tasks.errors import PipelineError
 from tasks.files import load_npz
 from tasks.images import image_files, mnist_style, read_gray
@@ -108,6 +109,7 @@ def vgg16_features(images: np.ndarray, params: dict[str, Any]) -> np.ndarray:
 
 def load_model(path: Path) -> Any:
     """A registered model, loaded with Keras' safe mode: a model carrying code (a Lambda layer) is refused."""
+    import_tensorflow()
     import keras
 
     try:

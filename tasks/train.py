@@ -20,6 +20,7 @@ from typing import Any
 
 import numpy as np
 
+from tasks import import_tensorflow
 from tasks.catalogue import model_input
 from tasks.config import TrainParams, load_params, parse_section
 from tasks.errors import PipelineError
@@ -171,6 +172,7 @@ def save_model(model: Any, path: Path) -> None:
 
 def main() -> None:
     """Read `train` and `models.<train.model>`; write `model/model.keras` and `model/train.json`."""
+    import_tensorflow()
     import tensorflow as tf
 
     params_file = load_params()

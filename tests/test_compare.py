@@ -10,10 +10,19 @@ import sys
 import time
 from pathlib import Path
 
+import psutil
 import pytest
 import yaml
 
 from conftest import dvc, make_repo, stage_env
+
+
+def safe_pgid(pid: int) -> int | None:
+    """The process group of `pid`, None when the process is gone."""
+    try:
+        return os.getpgid(pid)
+    except ProcessLookupError:
+        return None
 
 
 def catalogue(repo: Path) -> dict:
@@ -38,8 +47,13 @@ def test_compare_killed_mid_run_then_retry_failed_finishes_from_the_right_params
         assert time.monotonic() < deadline, "the second configuration never started training"
         time.sleep(0.5)
     edited = (repo / "params.yaml").read_text()
+    group = [p for p in psutil.process_iter() if safe_pgid(p.pid) == first.pid]
     os.killpg(first.pid, signal.SIGKILL)
     first.wait()
+    # as a user would, retry once the killed processes are gone: until its orphans are reaped, DVC
+    # sees the killed `dvc exp run` in .dvc/tmp/rwlock as alive and refuses to start
+    _, alive = psutil.wait_procs(group, timeout=60)
+    assert not alive, f"killed processes still present after 60 s: {alive}"
     saved = catalogue(repo)
     assert saved["complete"] is False and [r["label"] for r in saved["results"]] == ["mlp_500 (no x/255)"]
     assert edited != base  # `dvc exp run -S` had rewritten params.yaml, and SIGKILL left it so
