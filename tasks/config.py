@@ -111,6 +111,8 @@ class EvaluateParams(Section):
     overfit_gap: float = Field(default=0.03, ge=0, le=1)  # train minus validation accuracy above this: overfitting
     metric_gap: float = Field(default=0.005, ge=0, le=1)  # Keras' metric vs true top-1 beyond this: flagged
     mistakes: int = Field(default=16, ge=1, le=100)  # most confident mistakes kept
+    train_sample: int | None = Field(default=10_000, ge=1)  # training accuracy on a seeded sample; null: all
+    seed: int = 42  # of that sample
     batch_size: int = Field(default=512, ge=1)
     prepared_dir: str = "data/prepared"
     features_dir: str = "data/features"

@@ -79,3 +79,28 @@ def test_diagnosis():
 def test_top1_ignores_metric_names():
     probabilities = np.array([[0.1, 0.9], [0.8, 0.2], [0.4, 0.6]])
     assert top1(probabilities, np.array([1, 0, 0])) == pytest.approx(2 / 3)
+
+
+@pytest.mark.parametrize("name", ["deep_relu", "mlp_512_rmsprop"])
+def test_evaluate_matches_keras_and_samples_training_accuracy(name: str, small_raw):
+    """The Keras metric beside top-1 is what model.evaluate reports, computed on the same predictions;
+    training accuracy is measured on the seeded sample `train_sample` and says so."""
+    import keras
+
+    from tasks.evaluate import evaluate_classifier
+
+    spec = model_spec(MODELS, name).model_copy(update={"epochs": 1})
+    data = prepare_arrays(small_raw, "flat", model_input(name).labels, 0.1, seed=0)
+    keras.utils.set_random_seed(0)
+    model = build_model(spec, (784,))
+    model.fit(data["x_train"], match_labels(data["y_train"], spec.sparse_labels), epochs=1, verbose=0)
+    y_test = match_labels(data["y_test"], spec.sparse_labels)
+    expected = model.evaluate(data["x_test"], y_test, verbose=0, return_dict=True)[spec.metric]
+
+    result = evaluate_classifier(model, spec.model_dump(), dict(data), EvaluateParams(train_sample=100))
+    assert result["metrics"][f"keras_{spec.metric}"] == pytest.approx(expected, abs=1e-6)
+    assert result["train_accuracy_images"] == [100, len(data["x_train"])]
+    assert f"sample of 100 of {len(data['x_train']):,} images" in result["diagnosis"]
+    whole = evaluate_classifier(model, spec.model_dump(), dict(data), EvaluateParams(train_sample=None))
+    assert whole["train_accuracy_images"] == [len(data["x_train"])] * 2 and "sample" not in whole["diagnosis"]
+    assert whole["metrics"]["accuracy"] == result["metrics"]["accuracy"]
