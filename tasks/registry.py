@@ -34,6 +34,7 @@ from tasks.files import sha256_file, write_json
 NAME = re.compile(r"^[a-z0-9][a-z0-9_-]{0,63}$")
 REF = re.compile(r"^(?P<name>[^@]+)@(?P<tag>v[1-9][0-9]*|[a-z][a-z0-9_-]{0,31})$")
 CHAMPION = "champion"
+STAGING = ".staging-"  # + <pid>-<random>: a version being copied in; never read as a version
 
 
 @dataclass(frozen=True)
@@ -111,6 +112,30 @@ def _move_alias(root: Path, name: str, alias: str, version: str, reason: str) ->
     write_json(root / name / "aliases.json", current)
 
 
+def remove_abandoned_staging(folder: Path) -> list[str]:
+    """Delete the `.staging-<pid>-*` folders whose registering process is gone (killed mid-copy);
+    those of live processes (registering right now) stay. Returns the names removed."""
+    removed = []
+    for path in sorted(folder.glob(f"{STAGING}*")):
+        pid = path.name[len(STAGING):].split("-", 1)[0]
+        if pid.isdigit() and _alive(int(pid)):
+            continue
+        shutil.rmtree(path, ignore_errors=True)
+        removed.append(path.name)
+    return removed
+
+
+def _alive(pid: int) -> bool:
+    """Whether a process with this id exists (a zombie counts: it is not ours to judge)."""
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:
+        return True
+    return True
+
+
 def register(root: Path, name: str, model_file: Path, record: dict[str, Any], gate: Gate,
              attachments: dict[str, Path] | None = None) -> dict[str, Any]:
     """Add `model_file` (and `attachments`: folder name -> folder to copy) as the next version of
@@ -118,13 +143,14 @@ def register(root: Path, name: str, model_file: Path, record: dict[str, Any], ga
     check_name(name)
     folder = root / name
     folder.mkdir(parents=True, exist_ok=True)
-    staging = Path(tempfile.mkdtemp(prefix=".staging-", dir=folder))
+    staging = Path(tempfile.mkdtemp(prefix=f"{STAGING}{os.getpid()}-", dir=folder))
     try:
         shutil.copy2(model_file, staging / "model.keras")
         record = {**record, "model_sha256": sha256_file(staging / "model.keras")}
         for target, source in (attachments or {}).items():
             shutil.copytree(source, staging / check_name(target))
         with FileLock(str(folder / ".lock"), timeout=600):
+            remove_abandoned_staging(folder)
             number = (versions(root, name) or [0])[-1] + 1
             version = f"v{number}"
             champion_ref = aliases(root, name).get(CHAMPION)
@@ -167,7 +193,7 @@ def verify(root: Path) -> list[str]:
     """Problems in the registry, if any: every version complete and intact, every alias on a version.
 
     Leftover `.staging-*` folders (a registration killed before its version appeared) are not
-    problems: they are never read as versions, and `register` ignores them."""
+    problems: they are never read as versions, and the next `register` of that model deletes them."""
     problems = []
     for folder in sorted(p for p in root.iterdir() if p.is_dir()) if root.is_dir() else []:
         numbers = versions(root, folder.name)

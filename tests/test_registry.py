@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import multiprocessing
+import os
 import subprocess
 import sys
 from pathlib import Path
@@ -37,6 +38,23 @@ def test_first_run_blessed_without_baseline(tmp_path: Path):
     version = registry.register(tmp_path / "reg", "mlp_500", fake_model(tmp_path), record(0.95), GATE)
     assert version["version"] == "v1" and version["blessed"] and "no champion yet" in version["gate_reason"]
     assert registry.resolve(tmp_path / "reg", "mlp_500@champion") == ("mlp_500", 1)
+
+
+def test_abandoned_staging_folders_are_removed_live_ones_kept(tmp_path: Path):
+    """A registration killed mid-copy leaves `.staging-<pid>-*`; the next registration deletes it,
+    but never the staging folder of a process that is still registering."""
+    root = tmp_path / "reg"
+    registry.register(root, "m", fake_model(tmp_path), record(0.95), GATE)
+    gone = subprocess.run([sys.executable, "-c", "import os; print(os.getpid())"], capture_output=True, text=True)
+    dead = root / "m" / f".staging-{int(gone.stdout)}-abc"  # that process has exited and been reaped
+    live = root / "m" / f".staging-{os.getpid()}-xyz"
+    for folder in (dead, live):
+        folder.mkdir()
+        (folder / "model.keras").write_bytes(b"partial")
+    assert registry.verify(root) == []  # leftovers are not versions
+    assert registry.register(root, "m", fake_model(tmp_path), record(0.95), GATE)["version"] == "v2"
+    assert not dead.exists() and live.is_dir()
+    assert registry.versions(root, "m") == [1, 2] and registry.verify(root) == []
 
 
 def test_gate_floor_tolerance_and_rollback(tmp_path: Path):

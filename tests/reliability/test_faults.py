@@ -124,6 +124,7 @@ def test_registrations_killed_at_random_moments_leave_a_consistent_registry(tmp_
     assert verified.returncode == 0 and verified.stdout.startswith(f"ok: {len(numbers)} versions")
     after = registry.register(root, "big", model, {"metrics": {"accuracy": 0.9}}, GATE)  # the lock was released
     assert after["version"] == f"v{numbers[-1] + 1}"
+    assert not list((root / "big").glob(".staging-*"))  # the killed registrations' partial copies were removed
 
 
 @pytest.fixture
