@@ -36,7 +36,7 @@ ROOT = Path(__file__).resolve().parents[1]
 GOALS = {"cnn": 0.92, "mlp_512_rmsprop": 0.88}
 
 BARE_SCRIPT = r'''
-import sys, json, numpy as np, keras
+import sys, json, time, numpy as np, keras
 sys.path.insert(0, {root!r})
 from tasks.sources import read_fashion_debian
 from tasks.prepare import stratified_val_split
@@ -51,7 +51,6 @@ y, y_test = keras.utils.to_categorical(raw["y_train"], 10), keras.utils.to_categ
 layers = keras.layers
 model = keras.Sequential({layers})
 model.compile(optimizer={optimizer}, loss="categorical_crossentropy", metrics=["accuracy"])
-import time
 started = time.perf_counter()
 model.fit(x[train_index], y[train_index], validation_data=(x[val_index], y[val_index]),
           batch_size={batch}, epochs={epochs}, verbose=2)

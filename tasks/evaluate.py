@@ -106,7 +106,8 @@ def evaluate_classifier(model: Any, spec: dict[str, Any], data: dict[str, np.nda
 
     sparse = spec["loss"] == "sparse_categorical_crossentropy"
     train_total = len(data["x_train"])
-    data["x_train"], data["y_train"] = subset(data["x_train"], data["y_train"], params.train_sample, params.seed)
+    x_train, y_train = subset(data["x_train"], data["y_train"], params.train_sample, params.seed)
+    data = {**data, "x_train": x_train, "y_train": y_train}  # the caller's arrays stay whole
     probs = {split: np.asarray(model.predict(data[f"x_{split}"], batch_size=params.batch_size, verbose=0))
              for split in ("train", "val", "test")}
     ids = {split: class_ids(data[f"y_{split}"]) for split in probs}
@@ -119,16 +120,15 @@ def evaluate_classifier(model: Any, spec: dict[str, Any], data: dict[str, np.nda
     reported = {name: float(value) for name, value in model.compute_metrics(data["x_test"], y_test, probs["test"]).items()}
     keras_value = float(reported.get(spec["metric"], reported.get("compile_metrics", accuracy["test"])))
     classes, confusion = per_class(probs["test"], ids["test"])
-    sampled = len(data["x_train"]) < train_total
     return {
         "metrics": {"accuracy": accuracy["test"], "loss": loss, "train_accuracy": accuracy["train"],
                     "val_accuracy": accuracy["val"], f"keras_{spec['metric']}": keras_value,
                     "macro_f1": float(np.mean([c["f1"] for c in classes]))},
         "audit": audit_metric(spec["metric"], keras_value, accuracy["test"], params),
         "diagnosis": diagnose(accuracy["train"], accuracy["val"], params)
-        + (f" (training accuracy on a seeded sample of {len(data['x_train']):,} of {train_total:,} images)"
-           if sampled else ""),
-        "train_accuracy_images": [len(data["x_train"]), train_total],
+        + (f" (training accuracy on a seeded sample of {len(x_train):,} of {train_total:,} images)"
+           if len(x_train) < train_total else ""),
+        "train_accuracy_images": [len(x_train), train_total],
         "per_class": classes, "confusion": confusion,
         "mistakes": confident_mistakes(probs["test"], ids["test"], params.mistakes),
         "predicted": probs["test"].argmax(axis=1).tolist(), "true": ids["test"].tolist(),

@@ -112,17 +112,13 @@ def _move_alias(root: Path, name: str, alias: str, version: str, reason: str) ->
     write_json(root / name / "aliases.json", current)
 
 
-def remove_abandoned_staging(folder: Path) -> list[str]:
+def remove_abandoned_staging(folder: Path) -> None:
     """Delete the `.staging-<pid>-*` folders whose registering process is gone (killed mid-copy);
-    those of live processes (registering right now) stay. Returns the names removed."""
-    removed = []
-    for path in sorted(folder.glob(f"{STAGING}*")):
+    those of live processes (registering right now) stay."""
+    for path in folder.glob(f"{STAGING}*"):
         pid = path.name[len(STAGING):].split("-", 1)[0]
-        if pid.isdigit() and _alive(int(pid)):
-            continue
-        shutil.rmtree(path, ignore_errors=True)
-        removed.append(path.name)
-    return removed
+        if not (pid.isdigit() and _alive(int(pid))):
+            shutil.rmtree(path, ignore_errors=True)
 
 
 def _alive(pid: int) -> bool:
