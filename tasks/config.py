@@ -97,6 +97,8 @@ class TrainParams(Section):
     early_stopping_patience: int = Field(default=3, ge=0)  # on val_loss; 0 turns it off
     max_train_images: int | None = Field(default=None, ge=10)  # a seeded random subset, for quick runs
     distribute: Literal["auto", "none"] = "auto"  # auto: MirroredStrategy when several GPUs are visible
+    predict_train_images: int | None = Field(default=10_000, ge=1)  # training images predicted after the fit
+    predict_batch_size: int = Field(default=512, ge=1)  # batch of those predictions (not of training)
     prepared_dir: str = "data/prepared"
     features_dir: str = "data/features"
     checkpoint_dir: str = "checkpoints"  # per-run backups for resuming a killed run (not versioned)
@@ -111,11 +113,7 @@ class EvaluateParams(Section):
     overfit_gap: float = Field(default=0.03, ge=0, le=1)  # train minus validation accuracy above this: overfitting
     metric_gap: float = Field(default=0.005, ge=0, le=1)  # Keras' metric vs true top-1 beyond this: flagged
     mistakes: int = Field(default=16, ge=1, le=100)  # most confident mistakes kept
-    train_sample: int | None = Field(default=10_000, ge=1)  # training accuracy on a seeded sample; null: all
-    seed: int = 42  # of that sample
-    batch_size: int = Field(default=512, ge=1)
     prepared_dir: str = "data/prepared"
-    features_dir: str = "data/features"
     model_dir: str = "model"
     out_dir: str = "evaluation"
 

@@ -6,8 +6,11 @@ one the tutorial reported) is shown beside it, and a gap is flagged: compiling w
 ten outputs as a yes/no question and so scores near 90% even for a useless model.
 Also: per-class precision, recall and F1, the confusion matrix, the most confident
 mistakes, and train vs validation vs test accuracy with a one-line diagnosis (training
-accuracy on a seeded sample of `evaluate.train_sample` images: the diagnosis needs a
-percentage, not a pass over all 54,000 training images).
+accuracy on the seeded sample of `train.predict_train_images` training images).
+
+The probabilities come from `model/predictions.npz`, which the train stage wrote with the
+saved model right after the fit; the true labels come from the prepared data. This stage
+imports neither TensorFlow nor Keras (numpy only), so it takes a fraction of a second.
 """
 
 from __future__ import annotations
@@ -19,9 +22,8 @@ from typing import Any
 
 import numpy as np
 
-from tasks import import_tensorflow
-from tasks.catalogue import model_input
 from tasks.config import EvaluateParams, TrainModelParams, load_params, parse_section
+from tasks.errors import PipelineError
 from tasks.files import atomic_path, load_npz, read_json, write_json
 from tasks.stage import log, run_stage
 
@@ -74,70 +76,57 @@ def confident_mistakes(probabilities: np.ndarray, labels: np.ndarray, count: int
 
 
 def per_class(probabilities: np.ndarray, labels: np.ndarray) -> tuple[list[dict[str, Any]], list[list[int]]]:
-    """Per-class precision, recall, F1 and support; the confusion matrix (rows: true)."""
-    from sklearn.metrics import confusion_matrix, precision_recall_fscore_support
-
+    """Per-class precision, recall, F1 and support; the confusion matrix (rows: true, columns: predicted).
+    A class never predicted has precision 0, a class never present recall 0 (scikit-learn's zero_division=0)."""
     predicted = probabilities.argmax(axis=1)
-    precision, recall, f1, support = precision_recall_fscore_support(
-        labels, predicted, labels=list(range(10)), zero_division=0)
+    confusion = np.zeros((10, 10), dtype=np.int64)
+    np.add.at(confusion, (labels, predicted), 1)
+    hits, support, claimed = np.diag(confusion), confusion.sum(axis=1), confusion.sum(axis=0)
+    with np.errstate(divide="ignore", invalid="ignore"):
+        precision = np.where(claimed > 0, hits / claimed, 0.0)
+        recall = np.where(support > 0, hits / support, 0.0)
+        f1 = np.where(support + claimed > 0, 2 * hits / (support + claimed), 0.0)
     rows = [{"class": c, "precision": float(precision[c]), "recall": float(recall[c]), "f1": float(f1[c]),
              "support": int(support[c])} for c in range(10)]
-    return rows, confusion_matrix(labels, predicted, labels=list(range(10))).tolist()
+    return rows, confusion.tolist()
 
 
-def load_eval_data(params: EvaluateParams, model: str) -> dict[str, np.ndarray]:
-    """Test, validation and training x/y as the model takes them."""
-    prepared = load_npz(Path(params.prepared_dir) / "prepared.npz")
-    data = {key: prepared[key] for key in ("x_train", "y_train", "x_val", "y_val", "x_test", "y_test")}
-    if model_input(model).layout == "rgb":
-        features = load_npz(Path(params.features_dir) / "features.npz", ("x_train", "x_test"))
-        data["x_train"] = features["x_train"][prepared["train_index"]]
-        data["x_val"] = features["x_train"][prepared["val_index"]]
-        data["x_test"] = features["x_test"]
-    return data
+def load_truth(prepared_dir: str, predictions: dict[str, np.ndarray]) -> dict[str, np.ndarray]:
+    """True class ids for each predicted split, from the prepared data (labels only: the images stay on disk)."""
+    prepared = load_npz(Path(prepared_dir) / "prepared.npz", ("y_train", "y_val", "y_test"))
+    truth = {"train": class_ids(prepared["y_train"])[predictions["train_rows"]],
+             "val": class_ids(prepared["y_val"]), "test": class_ids(prepared["y_test"])}
+    for split, ids in truth.items():
+        if len(ids) != len(predictions[split]):
+            raise PipelineError(f"the predictions in model/ are for {len(predictions[split]):,} {split} images but the "
+                                f"prepared data has {len(ids):,}: re-run train (dvc repro does)")
+    return truth
 
 
-def evaluate_classifier(model: Any, spec: dict[str, Any], data: dict[str, np.ndarray],
+def evaluate_classifier(probs: dict[str, np.ndarray], truth: dict[str, np.ndarray], trained: dict[str, Any],
                         params: EvaluateParams) -> dict[str, Any]:
-    """All measurements of a classifier on train, validation and test."""
-    import keras
-
-    from tasks.train import match_labels, subset
-
-    sparse = spec["loss"] == "sparse_categorical_crossentropy"
-    train_total = len(data["x_train"])
-    x_train, y_train = subset(data["x_train"], data["y_train"], params.train_sample, params.seed)
-    data = {**data, "x_train": x_train, "y_train": y_train}  # the caller's arrays stay whole
-    probs = {split: np.asarray(model.predict(data[f"x_{split}"], batch_size=params.batch_size, verbose=0))
-             for split in ("train", "val", "test")}
-    ids = {split: class_ids(data[f"y_{split}"]) for split in probs}
-    accuracy = {split: top1(probs[split], ids[split]) for split in probs}
-    y_test = match_labels(data["y_test"], sparse)
-    loss = float(np.mean(keras.ops.convert_to_numpy(keras.losses.get(spec["loss"])(y_test, probs["test"]))))
-    # Keras' own metric, by the model's compiled metric objects on the same predictions (what
-    # model.evaluate would report, without a second pass over the test set)
-    model.reset_metrics()
-    reported = {name: float(value) for name, value in model.compute_metrics(data["x_test"], y_test, probs["test"]).items()}
-    keras_value = float(reported.get(spec["metric"], reported.get("compile_metrics", accuracy["test"])))
-    classes, confusion = per_class(probs["test"], ids["test"])
+    """All measurements of a classifier on train (a sample), validation and test, from its predictions."""
+    spec, keras_test = trained["spec"], trained["keras_on_test"]
+    accuracy = {split: top1(probs[split], truth[split]) for split in ("train", "val", "test")}
+    sampled, train_total = trained["predicted_train_images"]
+    classes, confusion = per_class(probs["test"], truth["test"])
     return {
-        "metrics": {"accuracy": accuracy["test"], "loss": loss, "train_accuracy": accuracy["train"],
-                    "val_accuracy": accuracy["val"], f"keras_{spec['metric']}": keras_value,
+        "metrics": {"accuracy": accuracy["test"], "loss": keras_test["loss"], "train_accuracy": accuracy["train"],
+                    "val_accuracy": accuracy["val"], f"keras_{spec['metric']}": keras_test["value"],
                     "macro_f1": float(np.mean([c["f1"] for c in classes]))},
-        "audit": audit_metric(spec["metric"], keras_value, accuracy["test"], params),
+        "audit": audit_metric(spec["metric"], keras_test["value"], accuracy["test"], params),
         "diagnosis": diagnose(accuracy["train"], accuracy["val"], params)
-        + (f" (training accuracy on a seeded sample of {len(x_train):,} of {train_total:,} images)"
-           if len(x_train) < train_total else ""),
-        "train_accuracy_images": [len(x_train), train_total],
+        + (f" (training accuracy on a seeded sample of {sampled:,} of {train_total:,} images)"
+           if sampled < train_total else ""),
+        "train_accuracy_images": [sampled, train_total],
         "per_class": classes, "confusion": confusion,
-        "mistakes": confident_mistakes(probs["test"], ids["test"], params.mistakes),
-        "predicted": probs["test"].argmax(axis=1).tolist(), "true": ids["test"].tolist(),
+        "mistakes": confident_mistakes(probs["test"], truth["test"], params.mistakes),
+        "predicted": probs["test"].argmax(axis=1).tolist(), "true": truth["test"].tolist(),
     }
 
 
-def evaluate_linear(model: Any) -> dict[str, Any]:
+def evaluate_linear(prediction: float) -> dict[str, Any]:
     """The single-neuron demo: what it predicts at x = 10 (the truth is 19)."""
-    prediction = float(np.asarray(model.predict(np.array([[10.0]], dtype=np.float32), verbose=0))[0, 0])
     return {"metrics": {"prediction_at_10": prediction, "error_at_10": abs(prediction - 19.0)},
             "diagnosis": f"predict(10) = {prediction:.4f} (y = 2x - 1 gives 19)"}
 
@@ -152,19 +141,16 @@ def write_confusion_csv(path: Path, true: list[int], predicted: list[int]) -> No
 
 def main() -> None:
     """Read `evaluate`; write `evaluation/metrics.json`, `evaluation.json` and `confusion.csv`."""
-    import_tensorflow()
-    import keras
-
     params_file = load_params()
     params = parse_section(params_file, "evaluate", EvaluateParams)
     model_name = parse_section(params_file, "train", TrainModelParams).model
-    trained = read_json(Path(params.model_dir) / "train.json")
-    model = keras.saving.load_model(Path(params.model_dir) / "model.keras", safe_mode=True)
-    spec = trained["spec"]
-    if spec["kind"] == "linear":
-        result = evaluate_linear(model)
+    model_dir = Path(params.model_dir)
+    trained = read_json(model_dir / "train.json")
+    predictions = load_npz(model_dir / "predictions.npz")
+    if trained["spec"]["kind"] == "linear":
+        result = evaluate_linear(float(predictions["at_10"][0]))
     else:
-        result = evaluate_classifier(model, spec, load_eval_data(params, model_name), params)
+        result = evaluate_classifier(predictions, load_truth(params.prepared_dir, predictions), trained, params)
     result["metrics"]["parameters"] = trained["parameters"]
     result["metrics"]["train_seconds"] = trained["seconds"]
     out_dir = Path(params.out_dir)

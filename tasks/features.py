@@ -8,7 +8,6 @@ VGG16 the stage only writes `features.json` saying so.
 
 from __future__ import annotations
 
-import sys
 from pathlib import Path
 from typing import Any
 
@@ -19,7 +18,7 @@ from tasks.catalogue import model_input
 from tasks.config import FeaturesParams, TrainModelParams, load_params, parse_section
 from tasks.errors import PipelineError
 from tasks.files import load_npz, save_npz, write_json
-from tasks.stage import log, run_stage
+from tasks.stage import exit_now, log, run_stage
 
 FEATURES_FILE = "features.npz"
 META_FILE = "features.json"
@@ -99,4 +98,4 @@ def main() -> None:
 
 
 if __name__ == "__main__":
-    sys.exit(run_stage("features", main))
+    exit_now(run_stage("features", main))  # skips TensorFlow's second-long shutdown

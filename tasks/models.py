@@ -27,6 +27,7 @@ class ModelSpec(Section):
     activation: Literal["relu", "sigmoid", "tanh"] = "relu"
     dropout: float = Field(default=0.0, ge=0, lt=1)  # after each hidden layer
     conv_filters: list[int] = Field(default_factory=lambda: [32, 32])  # cnn: 3x3 convolutions, then 2x2 max-pool
+    conv_dropout: float | None = Field(default=None, ge=0, lt=1)  # cnn: after the max-pool; None: `dropout`
     optimizer: Literal["sgd", "adam", "rmsprop"] = "adam"
     learning_rate: float = Field(default=0.001, gt=0)
     momentum: float = Field(default=0.0, ge=0, lt=1)
@@ -96,7 +97,7 @@ def build_cnn(spec: ModelSpec, input_shape: tuple[int, ...]) -> Any:
         keras.Input(shape=input_shape),  # (28, 28, 1)
         *convs,
         layers.MaxPooling2D(2),
-        layers.Dropout(spec.dropout),
+        layers.Dropout(spec.dropout if spec.conv_dropout is None else spec.conv_dropout),
         layers.Flatten(),
         *dense_head(spec),
     ])

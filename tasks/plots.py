@@ -56,12 +56,23 @@ def confusion_png(path: Path, matrix: np.ndarray, names: list[str]) -> None:
 
 
 def image_grid_png(path: Path, images: np.ndarray, titles: list[str], columns: int = 8) -> None:
-    """uint8 (N, 28, 28) images in a grid, each with a caption."""
+    """uint8 (N, 28, 28) images in a grid, each with a caption above it.
+
+    The images are tiled into one array and drawn as one picture (pixel 0 white, 255 black, as
+    the datasets mean them): one axes instead of one per image draws in a fifth of the time.
+    """
     rows = max(1, -(-len(images) // columns))
-    plt, fig = _figure(columns * 1.3, rows * 1.5)
-    for position, (image, title) in enumerate(zip(images, titles), start=1):
-        axis = fig.add_subplot(rows, columns, position)
-        axis.imshow(image, cmap="gray_r")
-        axis.set_title(title, fontsize=7)
-        axis.axis("off")
+    side, gap, caption = 28, 12, 12  # pixels: image, space between columns, caption band above each image
+    cell_width, cell_height = side + gap, side + caption
+    canvas = np.zeros((rows * cell_height, columns * cell_width), dtype=np.uint8)
+    inches = 0.04  # per image pixel: a cell is 1.6 inches wide, room for a 7-point "Ankle boot→T-shirt/top 0.99"
+    plt, fig = _figure(canvas.shape[1] * inches, canvas.shape[0] * inches)
+    axis = fig.add_axes((0, 0, 1, 1))
+    for position, (image, title) in enumerate(zip(images, titles)):
+        row, column = divmod(position, columns)
+        top, left = row * cell_height + caption, column * cell_width + gap // 2
+        canvas[top:top + side, left:left + side] = image
+        axis.text(left + side / 2, top - 1.5, title, ha="center", va="bottom", fontsize=7)
+    axis.imshow(canvas, cmap="gray_r", vmin=0, vmax=255, interpolation="nearest")
+    axis.axis("off")
     _save(plt, fig, path)

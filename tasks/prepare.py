@@ -9,6 +9,7 @@ which takes the tail of the data (the MNIST sample is sorted by class: its tail 
 
 from __future__ import annotations
 
+import math
 import sys
 from pathlib import Path
 from typing import Any
@@ -17,6 +18,7 @@ import numpy as np
 
 from tasks.catalogue import model_input
 from tasks.config import PrepareParams, TrainModelParams, load_params, parse_section
+from tasks.errors import PipelineError
 from tasks.files import RAW_KEYS, load_npz, read_json, save_npz, write_json
 from tasks.stage import log, run_stage
 
@@ -45,13 +47,49 @@ def encode_labels(labels: np.ndarray, encoding: str) -> np.ndarray:
     return ids
 
 
-def stratified_val_split(labels: np.ndarray, val_fraction: float, seed: int) -> tuple[np.ndarray, np.ndarray]:
-    """Sorted indices (train, val): every class in the same proportion in both, seeded."""
-    from sklearn.model_selection import train_test_split
+def _approximate_mode(counts: np.ndarray, draws: int, rng: np.random.RandomState) -> np.ndarray:
+    """How many of `draws` to take from each class: proportional, floored, then the largest remainders
+    get one more each (ties broken by `rng`). scikit-learn's `utils.extmath._approximate_mode`."""
+    continuous = counts / counts.sum() * draws
+    floored = np.floor(continuous)
+    need = int(draws - floored.sum())
+    if need > 0:
+        remainder = continuous - floored
+        for value in np.sort(np.unique(remainder))[::-1]:
+            (tied,) = np.where(remainder == value)
+            take = min(len(tied), need)
+            floored[rng.choice(tied, size=take, replace=False)] += 1
+            need -= take
+            if need == 0:
+                break
+    return floored.astype(int)
 
-    index = np.arange(len(labels))
-    train, val = train_test_split(index, test_size=val_fraction, stratify=labels, random_state=seed)
-    return np.sort(train), np.sort(val)
+
+def stratified_val_split(labels: np.ndarray, val_fraction: float, seed: int) -> tuple[np.ndarray, np.ndarray]:
+    """Sorted indices (train, val): every class in the same proportion in both, seeded.
+
+    Step for step the algorithm of scikit-learn's `train_test_split(stratify=...)` (its
+    StratifiedShuffleSplit), so the split is the one earlier versions of this stage made with
+    scikit-learn (tests/test_prepare.py compares the two), without importing scikit-learn, which
+    costs about a second per process.
+    """
+    n_val = math.ceil(val_fraction * len(labels))
+    n_train = len(labels) - n_val
+    classes, inverse, counts = np.unique(labels, return_inverse=True, return_counts=True)
+    if counts.min() < 2 or min(n_train, n_val) < len(classes):
+        raise PipelineError(f"cannot split {len(labels):,} images into {n_train:,} train / {n_val:,} validation "
+                            f"with every class in both (prepare.val_fraction {val_fraction}, "
+                            f"smallest class {counts.min():,} images)")
+    by_class = np.split(np.argsort(inverse, kind="stable"), np.cumsum(counts)[:-1])
+    rng = np.random.RandomState(seed)
+    train_counts = _approximate_mode(counts, n_train, rng)
+    val_counts = _approximate_mode(counts - train_counts, n_val, rng)
+    train, val = [], []
+    for members, n, v in zip(by_class, train_counts, val_counts):
+        shuffled = members.take(rng.permutation(len(members)), mode="clip")
+        train.append(shuffled[:n])
+        val.append(shuffled[n:n + v])
+    return np.sort(np.concatenate(train)), np.sort(np.concatenate(val))
 
 
 def prepare_arrays(raw: dict[str, np.ndarray], layout: str, labels: str, val_fraction: float,

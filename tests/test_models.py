@@ -11,10 +11,10 @@ import yaml
 from tasks.catalogue import CATALOGUE, model_input
 from tasks.config import EvaluateParams
 from tasks.errors import PipelineError
-from tasks.evaluate import audit_metric, diagnose, top1
+from tasks.evaluate import audit_metric, class_ids, diagnose, per_class, top1
 from tasks.models import build_model, model_spec
 from tasks.prepare import prepare_arrays
-from tasks.train import match_labels
+from tasks.train import match_labels, predict_splits
 
 ROOT = Path(__file__).resolve().parents[1]
 MODELS = yaml.safe_load((ROOT / "params.yaml").read_text())["models"]
@@ -82,25 +82,60 @@ def test_top1_ignores_metric_names():
 
 
 @pytest.mark.parametrize("name", ["deep_relu", "mlp_512_rmsprop"])
-def test_evaluate_matches_keras_and_samples_training_accuracy(name: str, small_raw):
-    """The Keras metric beside top-1 is what model.evaluate reports, computed on the same predictions;
-    training accuracy is measured on the seeded sample `train_sample` and says so."""
+def test_predictions_keras_figures_and_evaluate(name: str, small_raw):
+    """train's predictions: Keras' loss and metric on them equal model.evaluate's; the training sample is
+    seeded and its rows are recorded; evaluate (numpy only) gets top-1 and per-class figures that equal
+    scikit-learn's, and says when training accuracy comes from a sample."""
     import keras
+    from sklearn.metrics import confusion_matrix, precision_recall_fscore_support
 
+    from tasks.config import TrainParams
     from tasks.evaluate import evaluate_classifier
 
     spec = model_spec(MODELS, name).model_copy(update={"epochs": 1})
     data = prepare_arrays(small_raw, "flat", model_input(name).labels, 0.1, seed=0)
     keras.utils.set_random_seed(0)
     model = build_model(spec, (784,))
-    model.fit(data["x_train"], match_labels(data["y_train"], spec.sparse_labels), epochs=1, verbose=0)
+    y_train = match_labels(data["y_train"], spec.sparse_labels)
+    model.fit(data["x_train"], y_train, epochs=1, verbose=0)
     y_test = match_labels(data["y_test"], spec.sparse_labels)
-    expected = model.evaluate(data["x_test"], y_test, verbose=0, return_dict=True)[spec.metric]
+    expected = model.evaluate(data["x_test"], y_test, verbose=0, return_dict=True)
+    fitted = {"x_train": data["x_train"], "x_val": data["x_val"], "train_rows": np.arange(len(data["x_train"]))}
 
-    result = evaluate_classifier(model, spec.model_dump(), dict(data), EvaluateParams(train_sample=100))
-    assert result["metrics"][f"keras_{spec.metric}"] == pytest.approx(expected, abs=1e-6)
-    assert result["train_accuracy_images"] == [100, len(data["x_train"])]
+    probs, keras_test = predict_splits(model, spec, TrainParams(predict_train_images=100), fitted,
+                                       data["x_test"], y_test)
+    assert keras_test["value"] == pytest.approx(expected[spec.metric], abs=1e-6)
+    # the loss of the predicted probabilities (clipped at Keras' epsilon); model.evaluate works from the
+    # logits and differs where outputs saturate, so the loss is checked against Keras' loss function
+    by_function = keras.ops.convert_to_numpy(keras.losses.get(spec.loss)(y_test, probs["test"]))
+    assert keras_test["loss"] == pytest.approx(float(np.mean(by_function)), rel=1e-6)
+    assert len(probs["train"]) == 100 and list(probs["train_rows"]) == sorted(set(probs["train_rows"]))
+    again, _ = predict_splits(model, spec, TrainParams(predict_train_images=100), fitted, data["x_test"], y_test)
+    assert np.array_equal(again["train_rows"], probs["train_rows"])
+
+    truth = {"train": class_ids(data["y_train"])[probs["train_rows"]], "val": class_ids(data["y_val"]),
+             "test": class_ids(data["y_test"])}
+    trained = {"spec": spec.model_dump(), "keras_on_test": keras_test,
+               "predicted_train_images": [100, len(data["x_train"])]}
+    result = evaluate_classifier(probs, truth, trained, EvaluateParams())
+    assert result["metrics"]["accuracy"] == pytest.approx(float(np.mean(probs["test"].argmax(1) == truth["test"])))
     assert f"sample of 100 of {len(data['x_train']):,} images" in result["diagnosis"]
-    whole = evaluate_classifier(model, spec.model_dump(), dict(data), EvaluateParams(train_sample=None))
-    assert whole["train_accuracy_images"] == [len(data["x_train"])] * 2 and "sample" not in whole["diagnosis"]
-    assert whole["metrics"]["accuracy"] == result["metrics"]["accuracy"]
+    precision, recall, f1, support = precision_recall_fscore_support(
+        truth["test"], probs["test"].argmax(1), labels=list(range(10)), zero_division=0)
+    assert [c["precision"] for c in result["per_class"]] == pytest.approx(list(precision))
+    assert [c["recall"] for c in result["per_class"]] == pytest.approx(list(recall))
+    assert [c["f1"] for c in result["per_class"]] == pytest.approx(list(f1))
+    assert [c["support"] for c in result["per_class"]] == list(support)
+    assert result["confusion"] == confusion_matrix(truth["test"], probs["test"].argmax(1), labels=list(range(10))).tolist()
+
+
+def test_per_class_with_classes_never_predicted_or_absent():
+    """scikit-learn's zero_division=0: a class never predicted has precision 0, an absent class recall 0."""
+    from sklearn.metrics import precision_recall_fscore_support
+
+    labels = np.array([0, 0, 1, 1, 2, 2, 3])
+    predicted = np.array([0, 1, 1, 1, 0, 0, 4])  # 2 and 3 never predicted, 4 predicted but absent
+    classes, _ = per_class(np.eye(10)[predicted], labels)
+    expected = precision_recall_fscore_support(labels, predicted, labels=list(range(10)), zero_division=0)
+    for key, values in zip(("precision", "recall", "f1"), expected[:3]):
+        assert [c[key] for c in classes] == pytest.approx(list(values))

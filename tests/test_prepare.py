@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import math
+
 import numpy as np
 import pytest
 
@@ -39,6 +41,26 @@ def test_val_split_is_stratified_seeded_and_not_the_tail(mnist_sample):
     assert len(np.intersect1d(train, val)) == 0 and len(train) + len(val) == len(labels)
     again_train, again_val = stratified_val_split(labels, 0.1, seed=1)
     assert np.array_equal(val, again_val)
+
+
+@pytest.mark.parametrize("fraction, seed", [(0.1, 42), (0.1, 1), (0.25, 7), (0.013, 3)])
+def test_val_split_equals_scikit_learns(mnist_sample, fraction: float, seed: int):
+    """The split is scikit-learn's train_test_split(stratify=...), reimplemented so prepare need not import
+    scikit-learn: the same indices on the sorted MNIST sample and on unevenly sized classes (remainder ties)."""
+    from sklearn.model_selection import train_test_split
+
+    uneven = np.random.default_rng(seed).choice(10, size=2_347, p=np.linspace(1, 3, 10) / np.linspace(1, 3, 10).sum())
+    for labels in (mnist_sample["y_train"], uneven, np.repeat(np.arange(10), 7)):
+        if math.ceil(fraction * len(labels)) < 10:
+            continue
+        theirs = train_test_split(np.arange(len(labels)), test_size=fraction, stratify=labels, random_state=seed)
+        ours = stratified_val_split(labels, fraction, seed)
+        assert np.array_equal(ours[0], np.sort(theirs[0])) and np.array_equal(ours[1], np.sort(theirs[1]))
+
+
+def test_val_split_too_small_is_named():
+    with pytest.raises(PipelineError, match=r"3 validation .*prepare\.val_fraction 0\.01"):
+        stratified_val_split(np.repeat(np.arange(10), 30), 0.01, seed=0)
 
 
 def test_prepare_arrays_shapes(small_raw):

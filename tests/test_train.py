@@ -56,6 +56,16 @@ def test_same_seed_same_metrics(data_dir: Path, tmp_path: Path, run_stage):
     assert {k: v for k, v in metrics_a.items() if k != "train_seconds"} == \
            {k: v for k, v in metrics_b.items() if k != "train_seconds"}
 
+    # evaluate works from train's predictions and the prepared labels: it loads no TensorFlow,
+    # Keras or scikit-learn (their imports cost seconds per run) and gets the same figures again
+    probe = ("import runpy, sys\ntry:\n    runpy.run_module('tasks.evaluate', run_name='__main__')\n"
+             "except SystemExit as done:\n    assert done.code == 0, done.code\n"
+             "print(sorted(m for m in ('tensorflow', 'keras', 'sklearn') if m in sys.modules))")
+    loaded = subprocess.run([sys.executable, "-c", probe], cwd=tmp_path / "b", env=stage_env(),
+                            capture_output=True, text=True)
+    assert loaded.returncode == 0 and loaded.stdout.strip() == "[]", loaded.stdout + loaded.stderr[-2000:]
+    assert json.loads((tmp_path / "b/evaluation/metrics.json").read_text()) == metrics_b
+
 
 @pytest.mark.fault
 def test_killed_training_resumes_from_checkpoint(data_dir: Path, tmp_path: Path, run_stage):
