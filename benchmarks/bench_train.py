@@ -96,7 +96,7 @@ def bare(spec: dict, epochs: int, batch: int) -> tuple[float, float, float]:
     return seconds, result["accuracy"], result["fit_seconds"]
 
 
-def pipeline(model: str, overrides: dict) -> tuple[float, float, float]:
+def pipeline(label: str, model: str, overrides: dict) -> tuple[float, float, float]:
     """Seconds of `dvc repro` in a fresh clone, the test accuracy it measured, and seconds of training
     inside the train stage (loading its arrays and the fit)."""
     sys.path.insert(0, str(ROOT / "tests"))
@@ -113,7 +113,7 @@ def pipeline(model: str, overrides: dict) -> tuple[float, float, float]:
         subprocess.run(["dvc", "repro"], cwd=repo, env=stage_env(), check=True, capture_output=True)
         seconds = time.perf_counter() - started
         stages = {f.stem: json.loads(f.read_text())["seconds"] for f in sorted((repo / "timings").glob("*.json"))}
-        print(f"  {model} dvc repro {seconds:.0f} s; inside the stages: "
+        print(f"  {label} dvc repro {seconds:.0f} s; inside the stages: "
               + ", ".join(f"{name} {s:.1f}" for name, s in stages.items() if s >= 0.1)
               + f"; the rest (process starts, imports, DVC) {seconds - sum(stages.values()):.1f}", flush=True)
         fit_seconds = json.loads((repo / "model/train.json").read_text())["seconds"]
@@ -142,7 +142,7 @@ def main() -> None:
         goal = GOALS.get(model)
         for _ in range(args.repeat):
             bare_s, bare_acc, bare_fit = bare(spec, epochs, batch)
-            dvc_s, dvc_acc, dvc_fit = pipeline(model, overrides)
+            dvc_s, dvc_acc, dvc_fit = pipeline(label, model, overrides)
             row = {"bare_seconds": bare_s, "bare_accuracy": bare_acc, "bare_fit": bare_fit, "dvc_seconds": dvc_s,
                    "dvc_accuracy": dvc_acc, "dvc_fit": dvc_fit, "ratio": dvc_s / bare_s}
             figures.setdefault(label, []).append(row)
