@@ -139,3 +139,15 @@ def test_per_class_with_classes_never_predicted_or_absent():
     expected = precision_recall_fscore_support(labels, predicted, labels=list(range(10)), zero_division=0)
     for key, values in zip(("precision", "recall", "f1"), expected[:3]):
         assert [c[key] for c in classes] == pytest.approx(list(values))
+
+
+def test_cnn_dropout_rates():
+    """`conv_dropout` is the dropout after the max-pool, `dropout` the one after each dense layer (the catalogue's
+    cnn: 0.25 both, the tutorial's); without `conv_dropout`, `dropout` is used for both."""
+    def rates(overrides: dict) -> list[float]:
+        spec = model_spec({"cnn": {**MODELS["cnn"], **overrides}}, "cnn")
+        return [layer.rate for layer in build_model(spec, (28, 28, 1)).layers if type(layer).__name__ == "Dropout"]
+
+    assert rates({}) == [0.25] * 4
+    assert rates({"dropout": 0.5}) == [0.25, 0.5, 0.5, 0.5]
+    assert rates({"dropout": 0.4, "conv_dropout": None}) == [0.4] * 4
