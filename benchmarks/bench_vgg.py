@@ -83,7 +83,10 @@ def main() -> None:
     parser.add_argument("--weights", default="none", help="none (random, offline) or imagenet")
     args = parser.parse_args()
 
+    from tasks import import_tensorflow
     from tasks.features import vgg16_base
+
+    import_tensorflow()  # without TensorFlow's start-up chatter in the printed figures
 
     print(f"command: python -m benchmarks.bench_vgg {' '.join(sys.argv[1:])}".rstrip())
     print(f"machine: {os.cpu_count()} cores; {args.train:,} train / {args.test:,} test Fashion-MNIST images at "
