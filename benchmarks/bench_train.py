@@ -37,6 +37,8 @@ from pathlib import Path
 
 import yaml
 
+from tasks.models import ModelSpec, model_spec
+
 ROOT = Path(__file__).resolve().parents[1]
 GOALS = {"cnn": 0.92, "mlp_512_rmsprop": 0.88}
 # label: (catalogue model, overrides of its params entry)
@@ -67,29 +69,27 @@ loss, acc = model.evaluate(x_test, y_test, verbose=0)
 print(json.dumps({{"accuracy": acc, "fit_seconds": fit_seconds}}))
 '''
 
-def bare_layers(spec: dict) -> tuple[tuple[int, ...], str, str]:
+def bare_layers(spec: ModelSpec) -> tuple[tuple[int, ...], str, str]:
     """Input shape, the Keras layer list (as source) and the optimizer of a catalogue entry, written out
     the way a tutorial does it, so the bare script trains exactly the pipeline's model."""
-    dense = "".join(f"layers.Dense({units}, activation={spec.get('activation', 'relu')!r}), "
-                    + (f"layers.Dropout({spec['dropout']}), " if spec.get("dropout") else "")
-                    for units in spec["hidden"])
-    optimizer = {"adam": "Adam", "rmsprop": "RMSprop"}[spec.get("optimizer", "adam")]
-    optimizer = f"keras.optimizers.{optimizer}({spec.get('learning_rate', 0.001)})"
-    if spec.get("kind") == "cnn":
-        conv_dropout = spec.get("conv_dropout")
-        conv_dropout = spec.get("dropout", 0.0) if conv_dropout is None else conv_dropout
-        convs = "".join(f"layers.Conv2D({filters}, 3, activation='relu'), " for filters in spec["conv_filters"])
+    dense = "".join(f"layers.Dense({units}, activation={spec.activation!r}), "
+                    + (f"layers.Dropout({spec.dropout}), " if spec.dropout else "")
+                    for units in spec.hidden)
+    optimizer = {"adam": "Adam", "rmsprop": "RMSprop"}[spec.optimizer]
+    optimizer = f"keras.optimizers.{optimizer}({spec.learning_rate})"
+    if spec.kind == "cnn":
+        convs = "".join(f"layers.Conv2D({filters}, 3, activation='relu'), " for filters in spec.conv_filters)
         return ((28, 28, 1), f"[keras.Input((28, 28, 1)), {convs}layers.MaxPooling2D(2), "
-                f"layers.Dropout({conv_dropout}), layers.Flatten(), {dense}layers.Dense(10, activation='softmax')]",
+                f"layers.Dropout({spec.pool_dropout}), layers.Flatten(), {dense}layers.Dense(10, activation='softmax')]",
                 optimizer)
     return (784,), f"[keras.Input((784,)), {dense}layers.Dense(10, activation='softmax')]", optimizer
 
 
-def bare(spec: dict, epochs: int, batch: int) -> tuple[float, float, float]:
+def bare(spec: ModelSpec) -> tuple[float, float, float]:
     """Seconds, test accuracy and seconds inside model.fit of the bare Keras script, as one process."""
     shape, layers, optimizer = bare_layers(spec)
     code = BARE_SCRIPT.format(root=str(ROOT), shape=shape, layers=layers, optimizer=optimizer,
-                              batch=batch, epochs=epochs)
+                              batch=spec.batch_size, epochs=spec.epochs)
     started = time.perf_counter()
     done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
     seconds = time.perf_counter() - started
@@ -138,20 +138,19 @@ def main() -> None:
         if label not in CONFIGS:
             parser.error(f"unknown configuration {label!r}; choose from: {', '.join(CONFIGS)}")
         model, overrides = CONFIGS[label]
-        spec = {**catalogue[model], **overrides}
-        epochs, batch = spec.get("epochs", 20), spec.get("batch_size", 128)
+        spec = model_spec({model: {**catalogue[model], **overrides}}, model)
         goal = GOALS.get(model)
         for _ in range(args.repeat):
-            bare_s, bare_acc, bare_fit = bare(spec, epochs, batch)
+            bare_s, bare_acc, bare_fit = bare(spec)
             dvc_s, dvc_acc, dvc_fit = pipeline(label, model, overrides)
             row = {"bare_seconds": bare_s, "bare_accuracy": bare_acc, "bare_fit": bare_fit, "dvc_seconds": dvc_s,
                    "dvc_accuracy": dvc_acc, "dvc_fit": dvc_fit, "ratio": dvc_s / bare_s}
             figures.setdefault(label, []).append(row)
-            print(line(label, epochs, row, goal), flush=True)
+            print(line(label, spec.epochs, row, goal), flush=True)
         if args.repeat > 1:
             runs = figures[label]
             medians = {key: statistics.median(r[key] for r in runs) for key in runs[0]}
-            print(line(f"{label} median", epochs, medians, goal), flush=True)
+            print(line(f"{label} median", spec.epochs, medians, goal), flush=True)
             print(f"  fixed cost outside the fit (median): bare {medians['bare_seconds'] - medians['bare_fit']:.1f} s,"
                   f" dvc {medians['dvc_seconds'] - medians['dvc_fit']:.1f} s; fit: bare {medians['bare_fit']:.1f} s,"
                   f" dvc {medians['dvc_fit']:.1f} s ({medians['dvc_fit'] / medians['bare_fit']:.2f}x)", flush=True)

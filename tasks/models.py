@@ -45,6 +45,11 @@ class ModelSpec(Section):
     def sparse_labels(self) -> bool:
         return self.loss == "sparse_categorical_crossentropy"
 
+    @property
+    def pool_dropout(self) -> float:
+        """cnn: the dropout after the max-pool (`conv_dropout`, or `dropout` when that is unset)."""
+        return self.dropout if self.conv_dropout is None else self.conv_dropout
+
 
 def model_spec(models: dict[str, Any], name: str) -> ModelSpec:
     """Parse `models.<name>` from params into a ModelSpec, naming bad keys."""
@@ -97,7 +102,7 @@ def build_cnn(spec: ModelSpec, input_shape: tuple[int, ...]) -> Any:
         keras.Input(shape=input_shape),  # (28, 28, 1)
         *convs,
         layers.MaxPooling2D(2),
-        layers.Dropout(spec.dropout if spec.conv_dropout is None else spec.conv_dropout),
+        layers.Dropout(spec.pool_dropout),
         layers.Flatten(),
         *dense_head(spec),
     ])

@@ -63,14 +63,6 @@ def sample_rows(total: int, n: int | None, seed: int) -> np.ndarray:
     return np.sort(np.random.default_rng(seed).choice(total, size=n, replace=False))
 
 
-def subset(x: np.ndarray, y: np.ndarray, n: int | None, seed: int) -> tuple[np.ndarray, np.ndarray]:
-    """A seeded random subset of n rows (all rows when n is None or too large)."""
-    if n is None or n >= len(x):
-        return x, y
-    index = sample_rows(len(x), n, seed)
-    return x[index], y[index]
-
-
 def load_training_data(params: TrainParams, spec: ModelSpec, model: str) -> dict[str, np.ndarray]:
     """x/y for train and val: prepared arrays, or cached VGG16 features for the transfer model."""
     prepared = load_npz(Path(params.prepared_dir) / "prepared.npz",
