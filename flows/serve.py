@@ -2,14 +2,13 @@
 
     PREFECT_API_URL=http://127.0.0.1:4200/api python -m flows.serve
 
-Deployments (stable names): train-mnist/mnist and train-mnist/fashion-mnist. Each allows
-one run at a time (`concurrency_limit=1`): a second run started meanwhile waits its turn,
-so runs never compete for the two cores or the shared DVC cache. sweep/lee-grid runs the
-Lee tuning grid (or, with -p grid=... -p models=..., any sweep) as child runs on a Dask
-LocalCluster; see flows/sweep.py.
+Deployments (stable names): train-mnist/mnist and train-mnist/fashion-mnist. Each allows one run
+at a time (`concurrency_limit=1`): a second run started meanwhile waits its turn, so runs never
+compete for the two cores or the shared DVC cache. sweep/lee-grid runs the Lee tuning grid (or,
+with -p grid=... -p models=..., any sweep) as child runs on a Dask LocalCluster; see flows/sweep.py.
 
-The same deployments are declared for a work pool in prefect.yaml (tests/test_workpool.py
-keeps the two in step); see docs/scaling.md.
+The same deployments are declared for a work pool in prefect.yaml (tests keep the two in step);
+see docs/scaling.md.
 """
 
 from __future__ import annotations

@@ -1,37 +1,97 @@
-"""Pipeline stages: one module per DVC stage, each a pure core plus a `main()` edge."""
+"""The pipeline's stages: one module per DVC stage (and Prefect task), each a thin edge.
 
+A stage module defines `main(params, layout)`: it parses its own params section, calls the
+library (`mnist_pipeline`), and writes its outputs. `run` is what every stage's
+`python -m tasks.<stage>` shares: `--help` (which runs nothing), progress lines on stderr,
+one-line errors with exit code 1, and the stage's time in the timings folder.
+"""
+
+from __future__ import annotations
+
+import argparse
 import os
+import re
 import sys
-import tempfile
+import time
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any, NoReturn
 
-# TensorFlow's C++ runtime logs harmless graph warnings at ERROR level on every fit;
-# silence them unless the user asked for a level.
-os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "3")
+import yaml
 
-# What TensorFlow 2.19+ prints while it is imported, whatever TF_CPP_MIN_LOG_LEVEL says: it logs
-# through absl before absl is initialised (tensorflow/tensorflow#100442), on CPUs where oneDNN's
-# custom operations are on (AVX-512 machines, for one). Harmless, and it buries our one-line errors.
-IMPORT_CHATTER = ("All log messages before absl::InitializeLog() is called", "oneDNN custom operations are on")
+from mnist_pipeline.config import read_params
+from mnist_pipeline.errors import PipelineError
+from mnist_pipeline.files import write_json
+from mnist_pipeline.layout import PARAMS_FILE, Layout
+
+Main = Callable[[dict[str, Any], Layout], None]
 
 
-def import_tensorflow() -> None:
-    """Import TensorFlow with its start-up chatter removed from stderr; anything else it prints is kept.
+def log(message: str) -> None:
+    """A progress line on stderr (stdout stays free for data)."""
+    print(message, file=sys.stderr, flush=True)
 
-    Call before the first `import keras` or `import tensorflow` of a command whose stderr users read.
+
+def describe_stage(name: str) -> str:
+    """What dvc.yaml says stage `name` reads and writes, with `${...}` filled in from params.yaml."""
+    try:
+        stage = yaml.safe_load(Path("dvc.yaml").read_text())["stages"][name]
+        params = read_params(PARAMS_FILE)
+    except (OSError, KeyError, TypeError, PipelineError, yaml.YAMLError):
+        return "(run from the project folder to see what dvc.yaml says this stage reads and writes)"
+
+    def fill(text: Any) -> str:
+        def value(match: re.Match) -> str:
+            found: Any = params
+            for part in fill(match.group(1)).split("."):
+                found = found.get(part, {}) if isinstance(found, dict) else {}
+            return str(found) if found != {} else match.group(0)
+        text = next(iter(text)) if isinstance(text, dict) else str(text)
+        return re.sub(r"\$\{([^{}]+)\}", value, text)
+
+    lines = [f"  params: {', '.join(fill(p) for p in stage.get('params', []))}",
+             f"  reads:  {', '.join(fill(d) for d in stage.get('deps', []))}"]
+    for kind in ("outs", "metrics", "plots"):
+        if stage.get(kind):
+            lines.append(f"  {kind}:{' ' * (6 - len(kind))}{', '.join(fill(o) for o in stage[kind])}")
+    return "as dvc.yaml declares it:\n" + "\n".join(lines)
+
+
+def parse_arguments(name: str, doc: str | None) -> None:
+    """`--help` prints the stage's description and what it reads and writes, then exits: it runs nothing."""
+    parser = argparse.ArgumentParser(
+        prog=f"python -m tasks.{name}", formatter_class=argparse.RawDescriptionHelpFormatter,
+        description=(doc or "").strip(), epilog=f"{describe_stage(name)}\n\nThe stage takes no arguments: its "
+                                                f"knobs are in {PARAMS_FILE}. `dvc repro {name}` runs it and what "
+                                                "it needs.")
+    parser.parse_args()
+
+
+def run(name: str, main: Main, doc: str | None, tensorflow: bool = False) -> NoReturn:
+    """Run stage `name`: read params.yaml, call `main`, turn expected failures into one line and exit 1.
+
+    `tensorflow`: the stage loaded TensorFlow, so it ends without the interpreter's shutdown (tearing
+    TensorFlow down takes about a second, after everything the stage writes is written and closed).
     """
-    if "tensorflow" in sys.modules:
-        return
-    sys.stderr.flush()
-    saved = os.dup(2)
-    with tempfile.TemporaryFile() as captured:
-        os.dup2(captured.fileno(), 2)
-        try:
-            import tensorflow  # noqa: F401
-        finally:
-            os.dup2(saved, 2)
-            os.close(saved)
-            captured.seek(0)
-            kept = [line for line in captured.read().decode(errors="replace").splitlines(keepends=True)
-                    if not any(chatter in line for chatter in IMPORT_CHATTER)]
-            sys.stderr.write("".join(kept))
-            sys.stderr.flush()
+    parse_arguments(name, doc)
+    started = time.perf_counter()
+    code = 0
+    try:
+        params = read_params(PARAMS_FILE)
+        layout = Layout.from_params(params)
+        main(params, layout)
+        seconds = time.perf_counter() - started
+        write_json(layout.timing(name), {"stage": name, "seconds": round(seconds, 2)})
+        log(f"{name}: done in {seconds:.1f} s")
+    except PipelineError as exc:
+        log(f"error: {name}: {exc}")
+        code = 1
+    except OSError as exc:  # full disk, permissions, ...: name the file and the reason
+        where = f" {exc.filename}" if exc.filename else ""
+        log(f"error: {name}: cannot read or write{where}: {exc.strerror or exc}")
+        code = 1
+    if tensorflow:
+        sys.stdout.flush()
+        sys.stderr.flush()
+        os._exit(code)
+    sys.exit(code)

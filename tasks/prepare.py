@@ -1,150 +1,46 @@
 """prepare: shape, scale and encode the validated data, and split off a validation set.
 
-Images become float32 in [0, 1] (the tutorials show training breaks without x/255),
-flat `(N, 784)` or `(N, 28, 28, 1)` as the chosen model takes them; labels become
-one-hot float32 where the loss needs it, else stay integer class ids. The validation
-set is a stratified, seeded split of the training set, never Keras' `validation_split`,
-which takes the tail of the data (the MNIST sample is sorted by class: its tail is all 9s).
+Images become float32 in [0, 1] (the tutorials show training breaks without x/255), flat
+`(N, 784)` or `(N, 28, 28, 1)` as the chosen model's kind takes them; labels become one-hot
+float32 where its loss needs it, else stay integer class ids. The validation set is a
+stratified, seeded split of the training set, never Keras' `validation_split`, which takes the
+tail of the data (the MNIST sample is sorted by class: its tail is all 9s).
 """
 
 from __future__ import annotations
 
-import math
-import sys
-from pathlib import Path
 from typing import Any
 
-import numpy as np
-
-from tasks.catalogue import model_input
-from tasks.config import PrepareParams, TrainModelParams, load_params, parse_section
-from tasks.errors import PipelineError
-from tasks.files import RAW_KEYS, load_npz, read_json, save_npz, write_json
-from tasks.stage import log, run_stage
-
-N_CLASSES = 10
-PREPARED_FILE = "prepared.npz"
-META_FILE = "prepare.json"
+from mnist_pipeline.catalogue import model_input
+from mnist_pipeline.config import PrepareParams, TrainModelParams, parse_section
+from mnist_pipeline.data.preparation import prepare_arrays
+from mnist_pipeline.files import RAW_KEYS, load_npz, read_json, save_npz, write_json
+from mnist_pipeline.layout import Layout
+from tasks import log, run
 
 
-def normalize(images: np.ndarray) -> np.ndarray:
-    """uint8 (N, 28, 28) -> float32 (N, 28, 28) in [0, 1]."""
-    return images.astype(np.float32) / np.float32(255)
-
-
-def reshape(images: np.ndarray, layout: str) -> np.ndarray:
-    """(N, 28, 28) -> (N, 784) for `flat`, (N, 28, 28, 1) for `image`."""
-    if layout == "flat":
-        return images.reshape(len(images), -1)
-    return images[..., np.newaxis]
-
-
-def encode_labels(labels: np.ndarray, encoding: str) -> np.ndarray:
-    """(N,) class ids -> (N, 10) one-hot float32, or (N,) int64 for `sparse`."""
-    ids = labels.astype(np.int64)
-    if encoding == "onehot":
-        return np.eye(N_CLASSES, dtype=np.float32)[ids]
-    return ids
-
-
-def _approximate_mode(counts: np.ndarray, draws: int, rng: np.random.RandomState) -> np.ndarray:
-    """How many of `draws` to take from each class: proportional, floored, then the largest remainders
-    get one more each (ties broken by `rng`). scikit-learn's `utils.extmath._approximate_mode`."""
-    continuous = counts / counts.sum() * draws
-    floored = np.floor(continuous)
-    need = int(draws - floored.sum())
-    if need > 0:
-        remainder = continuous - floored
-        for value in np.sort(np.unique(remainder))[::-1]:
-            (tied,) = np.where(remainder == value)
-            take = min(len(tied), need)
-            floored[rng.choice(tied, size=take, replace=False)] += 1
-            need -= take
-            if need == 0:
-                break
-    return floored.astype(int)
-
-
-def stratified_val_split(labels: np.ndarray, val_fraction: float, seed: int) -> tuple[np.ndarray, np.ndarray]:
-    """Sorted indices (train, val): every class in the same proportion in both, seeded.
-
-    Step for step the algorithm of scikit-learn's `train_test_split(stratify=...)` (its
-    StratifiedShuffleSplit), so the split is the one earlier versions of this stage made with
-    scikit-learn (tests/test_prepare.py compares the two), without importing scikit-learn, which
-    costs about a second per process.
-    """
-    n_val = math.ceil(val_fraction * len(labels))
-    n_train = len(labels) - n_val
-    classes, inverse, counts = np.unique(labels, return_inverse=True, return_counts=True)
-    if counts.min() < 2 or min(n_train, n_val) < len(classes):
-        raise PipelineError(f"cannot split {len(labels):,} images into {n_train:,} train / {n_val:,} validation "
-                            f"with every class in both (prepare.val_fraction {val_fraction}, "
-                            f"smallest class {counts.min():,} images)")
-    by_class = np.split(np.argsort(inverse, kind="stable"), np.cumsum(counts)[:-1])
-    rng = np.random.RandomState(seed)
-    train_counts = _approximate_mode(counts, n_train, rng)
-    val_counts = _approximate_mode(counts - train_counts, n_val, rng)
-    train, val = [], []
-    for members, n, v in zip(by_class, train_counts, val_counts):
-        shuffled = members.take(rng.permutation(len(members)), mode="clip")
-        train.append(shuffled[:n])
-        val.append(shuffled[n:n + v])
-    return np.sort(np.concatenate(train)), np.sort(np.concatenate(val))
-
-
-def prepare_arrays(raw: dict[str, np.ndarray], layout: str, labels: str, val_fraction: float,
-                   seed: int, scale: bool = True) -> dict[str, np.ndarray]:
-    """Raw uint8 arrays -> model-ready train/val/test arrays plus the split indices."""
-    train_index, val_index = stratified_val_split(raw["y_train"], val_fraction, seed)
-    to_float = normalize if scale else (lambda images: images.astype(np.float32))
-    x_train, x_test = reshape(to_float(raw["x_train"]), layout), reshape(to_float(raw["x_test"]), layout)
-    y_train, y_test = encode_labels(raw["y_train"], labels), encode_labels(raw["y_test"], labels)
-    return {
-        "x_train": x_train[train_index], "y_train": y_train[train_index],
-        "x_val": x_train[val_index], "y_val": y_train[val_index],
-        "x_test": x_test, "y_test": y_test,
-        "train_index": train_index, "val_index": val_index,  # rows of the raw train split
-    }
-
-
-def resolve(params: PrepareParams, model: str) -> tuple[str, str]:
-    """Layout and label encoding: explicit params, or what `train.model` takes."""
-    needs = model_input(model)
-    layout = params.layout if params.layout != "auto" else ("flat" if needs.layout == "flat" else "image")
-    labels = params.labels if params.labels != "auto" else needs.labels
-    return layout, labels
-
-
-def describe(arrays: dict[str, np.ndarray], layout: str, labels: str, params: PrepareParams,
-             model: str, validation: dict[str, Any]) -> dict[str, Any]:
-    """The prepare record: what was made, from what, how."""
-    return {
-        "model": model, "layout": layout, "labels": labels, "normalized": params.normalize,
-        "val_fraction": params.val_fraction, "seed": params.seed,
+def main(params: dict[str, Any], layout: Layout) -> None:
+    """Read `prepare` (and the chosen model's kind and loss); write the prepared arrays and their record."""
+    settings = parse_section(params, "prepare", PrepareParams)
+    model = parse_section(params, "train", TrainModelParams).model
+    needs = model_input(params.get("models", {}), model)
+    shape = settings.layout if settings.layout != "auto" else ("flat" if needs.layout == "flat" else "image")
+    labels = settings.labels if settings.labels != "auto" else needs.labels
+    validation = read_json(layout.validation_record)  # exists only if validate passed
+    raw = load_npz(layout.raw_data, RAW_KEYS)
+    arrays = prepare_arrays(raw, shape, labels, settings.val_fraction, settings.seed, settings.normalize)
+    save_npz(layout.prepared_data, arrays)
+    counts = {split: int(len(arrays[f"y_{split}"])) for split in ("train", "val", "test")}
+    write_json(layout.prepare_record, {
+        "layout": shape, "labels": labels, "normalized": settings.normalize,
+        "val_fraction": settings.val_fraction, "seed": settings.seed,
         "dataset": validation["dataset"], "source": validation["source"], "raw_sha256": validation["raw_sha256"],
-        "counts": {split: int(len(arrays[f"y_{split}"])) for split in ("train", "val", "test")},
-        "arrays": {key: {"shape": list(v.shape), "dtype": str(v.dtype)} for key, v in arrays.items()},
-    }
-
-
-def main() -> None:
-    """Read `prepare` (and `train.model`); write `<out_dir>/prepared.npz` and `prepare.json`."""
-    params_file = load_params()
-    params = parse_section(params_file, "prepare", PrepareParams)
-    model = parse_section(params_file, "train", TrainModelParams).model
-    validation = read_json(Path(params.validated_dir) / "validation.json")  # exists only if validate passed
-    raw = load_npz(Path(params.raw_dir) / "raw.npz", RAW_KEYS)
-    layout, labels = resolve(params, model)
-    arrays = prepare_arrays(raw, layout, labels, params.val_fraction, params.seed, params.normalize)
-    out_dir = Path(params.out_dir)
-    save_npz(out_dir / PREPARED_FILE, arrays)
-    record = describe(arrays, layout, labels, params, model, validation)
-    write_json(out_dir / META_FILE, record)
-    counts = record["counts"]
-    scale = "in [0, 1]" if params.normalize else "in 0..255 (normalize: false)"
-    log(f"prepare: {model} takes {layout} float32 {scale} with {labels} labels; "
-        f"{counts['train']:,} train / {counts['val']:,} val (stratified, seed {params.seed}) / {counts['test']:,} test")
+        "counts": counts, "arrays": {key: {"shape": list(v.shape), "dtype": str(v.dtype)} for key, v in arrays.items()},
+    })
+    scale = "in [0, 1]" if settings.normalize else "in 0..255 (normalize: false)"
+    log(f"prepare: {model} takes {shape} float32 {scale} with {labels} labels; {counts['train']:,} train / "
+        f"{counts['val']:,} val (stratified, seed {settings.seed}) / {counts['test']:,} test")
 
 
 if __name__ == "__main__":
-    sys.exit(run_stage("prepare", main))
+    run("prepare", main, __doc__)

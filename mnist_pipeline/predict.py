@@ -1,10 +1,10 @@
 """Predict with a registered model: on an .npz of 28x28 images, or on PNG/JPEG files and folders.
 
 Images go through one path, whatever the model: photos are made MNIST-like
-(`tasks.images.mnist_style`), then turned into what the model was trained on, scaled as the
-prepare stage scaled them (`prepare.normalize` in the version's record). The VGG16 transfer
-head gets the resize stage's own function and the features stage's frozen base, rebuilt
-from the version's `resize` and `features` params.
+(`mnist_pipeline.images.mnist_style`), then turned into what the model was trained on, scaled as the
+prepare stage scaled them (`prepare.normalize` in the version's record). A VGG16 transfer
+head (any entry of kind `vgg16`) gets the resize stage's own function and the features stage's
+frozen base, rebuilt from the version's `resize` and `features` params.
 """
 
 from __future__ import annotations
@@ -15,10 +15,11 @@ from typing import Any
 
 import numpy as np
 
-from tasks import import_tensorflow
-from tasks.errors import PipelineError
-from tasks.files import load_npz
-from tasks.images import image_files, mnist_style, read_gray
+from mnist_pipeline import import_tensorflow
+from mnist_pipeline.config import FeaturesParams, ResizeParams, parse_section
+from mnist_pipeline.errors import PipelineError
+from mnist_pipeline.files import load_npz
+from mnist_pipeline.images import extract, image_files, mnist_style, read_gray, resize_gray_to_rgb, vgg16_base
 
 NPZ_KEYS = ("x", "images", "x_test")
 
@@ -76,15 +77,15 @@ def collect(paths: list[Path]) -> list[Item]:
     return items
 
 
-def to_model_input(images: np.ndarray, model: Any, params: dict[str, Any]) -> np.ndarray:
-    """float (N, 28, 28) in [0, 1] -> what this model was trained on."""
+def to_model_input(images: np.ndarray, model: Any, params: dict[str, Any], kind: str) -> np.ndarray:
+    """float (N, 28, 28) in [0, 1] -> what this model (of catalogue `kind`) was trained on."""
     scale = 1.0 if params.get("prepare", {}).get("normalize", True) else 255.0
     shape = tuple(model.input_shape)
     if shape[1:] == (784,):
         return images.reshape(len(images), 784) * scale
     if shape[1:] == (28, 28, 1):
         return images[..., np.newaxis] * scale
-    if params.get("train", {}).get("model") == "vgg16_transfer":
+    if kind == "vgg16":
         return vgg16_features(images, params)
     raise PipelineError(f"this model takes {shape}: predict supports 28x28, 784 and VGG16-head models")
 
@@ -92,10 +93,6 @@ def to_model_input(images: np.ndarray, model: Any, params: dict[str, Any]) -> np
 def vgg16_features(images: np.ndarray, params: dict[str, Any]) -> np.ndarray:
     """The features stage's output for these images: resize stage's function, then the frozen base."""
     import keras
-
-    from tasks.config import FeaturesParams, ResizeParams, parse_section
-    from tasks.features import extract, vgg16_base
-    from tasks.resize import resize_gray_to_rgb
 
     if "resize" not in params or "features" not in params:
         raise PipelineError("this version's record has no resize/features params: re-register it to predict")
@@ -119,12 +116,14 @@ def load_model(path: Path) -> Any:
         raise PipelineError(f"{path}: refused to load the model ({first})") from None
 
 
-def predict(model: Any, params: dict[str, Any], items: list[Item]) -> list[dict[str, Any]]:
-    """One row per item: label, probability and top-3 classes, or the item's error."""
+def predict(model: Any, record: dict[str, Any], items: list[Item]) -> list[dict[str, Any]]:
+    """One row per item: label, probability and top-3 classes, or the item's error. `record` is the
+    version's registry record (its params and model spec say how the model's inputs were made)."""
     good = [i for i, item in enumerate(items) if item.error is None]
     probabilities: dict[int, np.ndarray] = {}
     if good:
-        x = to_model_input(np.stack([items[i].image for i in good]), model, params)
+        kind = record.get("model_spec", {}).get("kind", "")
+        x = to_model_input(np.stack([items[i].image for i in good]), model, record.get("params", {}), kind)
         probabilities = dict(zip(good, np.asarray(model.predict(x, verbose=0))))
     rows = []
     for i, item in enumerate(items):

@@ -1,7 +1,9 @@
-"""Typed, frozen views of `params.yaml`, one model per stage section.
+"""Typed, frozen views of the params sections: one model per stage section, plus the run's folders.
 
-Each stage parses only the sections `dvc.yaml` says it reads. An unknown key, a
-missing section or a value of the wrong type fails at once with the key's name.
+Parsing is pure: callers hand in the mapping they read (a stage its `params.yaml`, a flow its
+workspace's). An unknown key, a missing section or a value of the wrong type fails at once with
+the key's name. Folders are not stage knobs: they live in the `paths` section, named once
+(`mnist_pipeline.layout`).
 """
 
 from __future__ import annotations
@@ -12,9 +14,8 @@ from typing import Any, Literal, TypeVar
 import yaml
 from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
-from tasks.errors import PipelineError
+from mnist_pipeline.errors import PipelineError
 
-PARAMS_FILE = Path("params.yaml")
 MODEL_NAME = r"^[a-z0-9][a-z0-9_-]{0,63}$"  # model names become folder names: no '/', no '..'
 
 Dataset = Literal["mnist", "fashion_mnist"]
@@ -34,12 +35,11 @@ class DataParams(Section):
     source: Source = "auto"
     path: str | None = None  # a local .npz, or a folder with the four IDX files
     mirror: str | None = None  # base URL overriding the canonical download mirror
-    cache_dir: str = "data/cache"
+    cache_dir: str = "data/cache"  # downloads, sha256-verified (not a DVC output: a source)
     retries: int = Field(default=3, ge=0, le=10)
     timeout_s: float = Field(default=30.0, gt=0)
     sample_test_size: int = Field(default=1000, ge=1000)  # mnist sample: held-out test images
     seed: int = 42
-    out_dir: str = "data/raw"
 
 
 class ValidateParams(Section):
@@ -48,21 +48,16 @@ class ValidateParams(Section):
     max_shared_duplicates: float = Field(default=0.01, ge=0, le=1)  # fraction of test images also in train
     min_class_ratio: float = Field(default=0.5, ge=0, le=1)  # rarest / commonest class count, per split
     examples: int = Field(default=5, ge=1, le=50)  # offending indices named in an error
-    raw_dir: str = "data/raw"
-    out_dir: str = "data/validated"
 
 
 class PrepareParams(Section):
     """`prepare`: input layout, label encoding and the stratified validation split."""
 
-    layout: Literal["auto", "flat", "image"] = "auto"  # auto: what train.model takes
-    labels: Literal["auto", "onehot", "sparse"] = "auto"  # auto: what train.model's loss needs
+    layout: Literal["auto", "flat", "image"] = "auto"  # auto: what the model's kind takes
+    labels: Literal["auto", "onehot", "sparse"] = "auto"  # auto: what the model's loss needs
     normalize: bool = True  # x / 255; false keeps raw 0..255 values (the tutorials' lesson on why not)
     val_fraction: float = Field(default=0.1, gt=0, lt=0.5)
     seed: int = 42
-    raw_dir: str = "data/raw"
-    validated_dir: str = "data/validated"
-    out_dir: str = "data/prepared"
 
 
 class ResizeParams(Section):
@@ -71,9 +66,6 @@ class ResizeParams(Section):
     size: int = Field(default=48, ge=32, le=224)  # VGG16 needs at least 32x32
     interpolation: Literal["nearest", "linear", "area", "cubic"] = "linear"
     batch: int = Field(default=128, ge=1, le=128)  # images per cv2.resize call
-    raw_dir: str = "data/raw"
-    validated_dir: str = "data/validated"
-    out_dir: str = "data/resized"
 
 
 class FeaturesParams(Section):
@@ -82,12 +74,10 @@ class FeaturesParams(Section):
     weights: str = "imagenet"  # imagenet (Keras' download and cache) | none (random) | path to an .h5
     batch: int = Field(default=256, ge=1)
     seed: int = 42
-    resized_dir: str = "data/resized"
-    out_dir: str = "data/features"
 
 
 class TrainParams(Section):
-    """`train`: which catalogue model, run-level overrides, callbacks and where things go."""
+    """`train`: which catalogue model, run-level overrides and callbacks."""
 
     model: str = Field(default="cnn", pattern=MODEL_NAME)  # a slug: it names folders (reports, registry)
     seed: int = 42
@@ -99,11 +89,6 @@ class TrainParams(Section):
     distribute: Literal["auto", "none"] = "auto"  # auto: MirroredStrategy when several GPUs are visible
     predict_train_images: int | None = Field(default=10_000, ge=1)  # training images predicted after the fit
     predict_batch_size: int = Field(default=512, ge=1)  # batch of those predictions (not of training)
-    prepared_dir: str = "data/prepared"
-    features_dir: str = "data/features"
-    checkpoint_dir: str = "checkpoints"  # per-run backups for resuming a killed run (not versioned)
-    live_dir: str = "dvclive"
-    out_dir: str = "model"
 
 
 class EvaluateParams(Section):
@@ -113,21 +98,24 @@ class EvaluateParams(Section):
     overfit_gap: float = Field(default=0.03, ge=0, le=1)  # train minus validation accuracy above this: overfitting
     metric_gap: float = Field(default=0.005, ge=0, le=1)  # Keras' metric vs true top-1 beyond this: flagged
     mistakes: int = Field(default=16, ge=1, le=100)  # most confident mistakes kept
-    prepared_dir: str = "data/prepared"
-    model_dir: str = "model"
-    out_dir: str = "evaluation"
 
 
 class ReportParams(Section):
-    """`report`: where the records come from and where reports go."""
+    """`report`: how many sample images per class the report shows."""
 
-    raw_dir: str = "data/raw"
-    validated_dir: str = "data/validated"
-    prepared_dir: str = "data/prepared"
-    model_dir: str = "model"
-    evaluation_dir: str = "evaluation"
-    timings_dir: str = "timings"
-    out_dir: str = "reports"  # the report lands in <out_dir>/<dataset>/<model>/
+    samples_per_class: int = Field(default=2, ge=1, le=8)
+
+
+class DemoParams(Section):
+    """`demo`: the single-neuron y = 2x - 1 demo (its own task type: no MNIST data, no accuracy)."""
+
+    optimizer: Literal["sgd"] = "sgd"
+    learning_rate: float = Field(default=0.01, gt=0)
+    epochs: int = Field(default=500, ge=1)  # each one full-batch step on the six points, as in the tutorial
+    seed: int = 42
+    at: float = 10.0  # the tutorial predicts y at this x
+    claimed: float = 18.98  # what the tutorial's model predicted there
+    source: str = "single-neuron demo"
 
 
 class RegistryParams(Section):
@@ -148,8 +136,8 @@ class TrainModelParams(BaseModel):
 S = TypeVar("S", bound=BaseModel)
 
 
-def load_params(path: Path = PARAMS_FILE) -> dict[str, Any]:
-    """The whole params file as a dict; a clear error when missing or not a mapping."""
+def read_params(path: Path) -> dict[str, Any]:
+    """A params file as a dict; a clear error when missing, not YAML, or not a mapping."""
     if not path.is_file():
         raise PipelineError(f"params file not found: {path}")
     try:
@@ -162,8 +150,10 @@ def load_params(path: Path = PARAMS_FILE) -> dict[str, Any]:
 
 
 def parse_section(params: dict[str, Any], name: str, model: type[S]) -> S:
-    """Parse `params[name]` into `model`, naming the offending key on failure."""
-    raw = params.get(name, {})
+    """Parse `params[name]` into `model`; a missing section or a bad key is one error naming it."""
+    if name not in params:
+        raise PipelineError(f"params section '{name}' is missing")
+    raw = params[name]
     if not isinstance(raw, dict):
         raise PipelineError(f"params section '{name}' must be a mapping, got {type(raw).__name__}")
     try:

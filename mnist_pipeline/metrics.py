@@ -1,0 +1,102 @@
+"""Measuring a classifier honestly from its predictions, independent of Keras' metric names.
+
+Top-1 accuracy is argmax(prediction) == label, computed here. Keras' own metric (the
+one the tutorial reported) is shown beside it, and a gap is flagged: compiling with
+`binary_crossentropy` made old Keras report *binary* accuracy, which counts each of the
+ten outputs as a yes/no question and so scores near 90% even for a useless model.
+Also: per-class precision, recall and F1, the confusion matrix, the most confident
+mistakes, and train vs validation vs test accuracy with a one-line diagnosis (training
+accuracy on the seeded sample of `train.predict_train_images` training images).
+
+numpy only: no TensorFlow, Keras or scikit-learn to import (tests compare with scikit-learn).
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+import numpy as np
+
+from mnist_pipeline.catalogue import N_CLASSES
+from mnist_pipeline.config import EvaluateParams
+
+
+def top1(probabilities: np.ndarray, labels: np.ndarray) -> float:
+    """Fraction of rows whose highest-probability class is the true class id."""
+    return float(np.mean(probabilities.argmax(axis=1) == labels))
+
+
+def class_ids(y: np.ndarray) -> np.ndarray:
+    """(N,) ids from ids or one-hot rows."""
+    return y.argmax(axis=1) if y.ndim == 2 else y.astype(np.int64)
+
+
+def diagnose(train_acc: float, val_acc: float, params: EvaluateParams) -> str:
+    """The Lee tutorial's lesson: look at training accuracy before test accuracy."""
+    if train_acc < params.underfit_train_below:
+        return (f"underfitting: training accuracy is only {train_acc:.1%}, so the model cannot fit even the data "
+                "it trains on; change the model or the loss, not the regularisation")
+    if train_acc - val_acc > params.overfit_gap:
+        return (f"overfitting: training accuracy {train_acc:.1%} vs validation {val_acc:.1%} "
+                f"(gap {train_acc - val_acc:.1%}); more data, dropout or early stopping help")
+    return f"fine: training {train_acc:.1%} and validation {val_acc:.1%} accuracy are close"
+
+
+def audit_metric(metric: str, keras_value: float, accuracy: float, params: EvaluateParams) -> dict[str, Any]:
+    """Compare what Keras reported under `metric` with the true top-1 accuracy."""
+    gap = keras_value - accuracy
+    flagged = abs(gap) > params.metric_gap
+    note = (f"Keras reported {metric} {keras_value:.2%}, true top-1 accuracy is {accuracy:.2%}"
+            + (f": {metric} overstates it by {gap:.1%}" if flagged and gap > 0 else ""))
+    if flagged and metric == "binary_accuracy":
+        note += " (binary accuracy scores each of the 10 outputs as a separate yes/no, so 9 easy 'no's inflate it)"
+    return {"keras_metric": metric, "keras_value": keras_value, "top1_accuracy": accuracy,
+            "gap": gap, "flagged": flagged, "note": note}
+
+
+def confident_mistakes(probabilities: np.ndarray, labels: np.ndarray, count: int) -> list[dict[str, Any]]:
+    """The wrong predictions the model was surest of: index, true, predicted, probability."""
+    predicted = probabilities.argmax(axis=1)
+    wrong = np.flatnonzero(predicted != labels)
+    confidence = probabilities[wrong, predicted[wrong]]
+    order = wrong[np.argsort(-confidence, kind="stable")][:count]
+    return [{"index": int(i), "true": int(labels[i]), "predicted": int(predicted[i]),
+             "probability": float(probabilities[i, predicted[i]])} for i in order]
+
+
+def per_class(probabilities: np.ndarray, labels: np.ndarray) -> tuple[list[dict[str, Any]], list[list[int]]]:
+    """Per-class precision, recall, F1 and support; the confusion matrix (rows: true, columns: predicted).
+    A class never predicted has precision 0, a class never present recall 0 (scikit-learn's zero_division=0)."""
+    predicted = probabilities.argmax(axis=1)
+    confusion = np.zeros((N_CLASSES, N_CLASSES), dtype=np.int64)
+    np.add.at(confusion, (labels, predicted), 1)
+    hits, support, claimed = np.diag(confusion), confusion.sum(axis=1), confusion.sum(axis=0)
+    with np.errstate(divide="ignore", invalid="ignore"):
+        precision = np.where(claimed > 0, hits / claimed, 0.0)
+        recall = np.where(support > 0, hits / support, 0.0)
+        f1 = np.where(support + claimed > 0, 2 * hits / (support + claimed), 0.0)
+    rows = [{"class": c, "precision": float(precision[c]), "recall": float(recall[c]), "f1": float(f1[c]),
+             "support": int(support[c])} for c in range(N_CLASSES)]
+    return rows, confusion.tolist()
+
+
+def evaluate_classifier(probs: dict[str, np.ndarray], truth: dict[str, np.ndarray], trained: dict[str, Any],
+                        params: EvaluateParams) -> dict[str, Any]:
+    """All measurements of a classifier on train (a sample), validation and test, from its predictions."""
+    spec, keras_test = trained["spec"], trained["keras_on_test"]
+    accuracy = {split: top1(probs[split], truth[split]) for split in ("train", "val", "test")}
+    sampled, train_total = trained["predicted_train_images"]
+    classes, confusion = per_class(probs["test"], truth["test"])
+    return {
+        "metrics": {"accuracy": accuracy["test"], "loss": keras_test["loss"], "train_accuracy": accuracy["train"],
+                    "val_accuracy": accuracy["val"], f"keras_{spec['metric']}": keras_test["value"],
+                    "macro_f1": float(np.mean([c["f1"] for c in classes]))},
+        "audit": audit_metric(spec["metric"], keras_test["value"], accuracy["test"], params),
+        "diagnosis": diagnose(accuracy["train"], accuracy["val"], params)
+        + (f" (training accuracy on a seeded sample of {sampled:,} of {train_total:,} images)"
+           if sampled < train_total else ""),
+        "train_accuracy_images": [sampled, train_total],
+        "per_class": classes, "confusion": confusion,
+        "mistakes": confident_mistakes(probs["test"], truth["test"], params.mistakes),
+        "predicted": probs["test"].argmax(axis=1).tolist(), "true": truth["test"].tolist(),
+    }

@@ -1,0 +1,135 @@
+"""Helpers for running the pipeline outside the project's own workspace (Prefect flows, sweeps).
+
+A run works in its own git worktree of the last commit, sharing the project's DVC cache; its
+parameter overrides are written into that worktree's params.yaml (a sweep's grid point becomes
+a real catalogue entry there); what made its model is collected into a registry record.
+"""
+
+from __future__ import annotations
+
+import json
+import re
+import shutil
+import subprocess
+import tempfile
+import urllib.request
+from collections.abc import Iterator
+from contextlib import contextmanager
+from pathlib import Path
+from typing import Any
+
+import yaml
+
+from mnist_pipeline.catalogue import entry, model_input, model_spec
+from mnist_pipeline.config import (DataParams, EvaluateParams, FeaturesParams, PrepareParams, ReportParams,
+                                   ResizeParams, TrainParams, ValidateParams, parse_section)
+from mnist_pipeline.layout import Layout
+from mnist_pipeline.lineage import lock_stages
+
+# flow parameter -> (params section, key)
+OVERRIDES = {"dataset": ("data", "dataset"), "model": ("train", "model"), "epochs": ("train", "epochs"),
+             "batch_size": ("train", "batch_size"), "learning_rate": ("train", "learning_rate"),
+             "seed": ("train", "seed"), "max_train_images": ("train", "max_train_images")}
+SECTIONS = {"data": DataParams, "validate": ValidateParams, "prepare": PrepareParams, "resize": ResizeParams,
+            "features": FeaturesParams, "train": TrainParams, "evaluate": EvaluateParams, "report": ReportParams}
+
+
+def git(root: Path, *args: str) -> str:
+    return subprocess.run(["git", *args], cwd=root, check=True, capture_output=True, text=True).stdout.strip()
+
+
+def stage_names(root: Path) -> list[str]:
+    """The pipeline's stages, in the order dvc.yaml lists them (a topological order)."""
+    return list(yaml.safe_load((root / "dvc.yaml").read_text())["stages"])
+
+
+def slug(text: str) -> str:
+    """Prefect artifact keys: lowercase letters, digits and dashes only."""
+    return re.sub(r"[^a-z0-9]+", "-", text.lower()).strip("-")
+
+
+@contextmanager
+def workspace(root: Path, start_lock: Path | None = None) -> Iterator[Path]:
+    """A fresh git worktree of HEAD that shares the project's DVC cache; removed afterwards.
+
+    `start_lock` replaces the committed dvc.lock: a sweep hands its children the lock file of
+    its shared preprocessing, so they check those outputs out of the cache instead of
+    recomputing them.
+    """
+    folder = Path(tempfile.mkdtemp(prefix="train-mnist-")) / "ws"
+    git(root, "worktree", "add", "--detach", str(folder), "HEAD")
+    try:
+        if start_lock:
+            shutil.copyfile(start_lock, folder / "dvc.lock")
+        subprocess.run(["dvc", "config", "--local", "cache.dir", str(root / ".dvc" / "cache")], cwd=folder,
+                       check=True, capture_output=True)
+        subprocess.run(["dvc", "checkout", "--allow-missing"], cwd=folder, capture_output=True)  # best effort
+        shared, local = Layout.from_params(read_yaml(root / "params.yaml"), root), Layout.from_params(
+            read_yaml(folder / "params.yaml"), folder)
+        shared.folder("checkpoints").mkdir(parents=True, exist_ok=True)  # a killed run resumes in the next run
+        local.folder("checkpoints").symlink_to(shared.folder("checkpoints").resolve(), target_is_directory=True)
+        yield folder
+    finally:
+        git(root, "worktree", "remove", "--force", str(folder))
+        shutil.rmtree(folder.parent, ignore_errors=True)
+
+
+def read_yaml(path: Path) -> dict[str, Any]:
+    return yaml.safe_load(path.read_text())
+
+
+def apply_overrides(params: dict[str, Any], overrides: dict[str, Any], model_settings: dict[str, Any] | None = None,
+                    variant_of: str | None = None) -> dict[str, Any]:
+    """`params` with this run's overrides applied (a new mapping; `params` is not changed).
+
+    `model_settings` changes fields of the model's catalogue entry (`models.<model>`) for this run;
+    with `variant_of`, the entry is a new one: that catalogue entry with those fields changed (how a
+    sweep's grid point becomes a real catalogue entry with its own registry versions and report).
+    """
+    out = json.loads(json.dumps(params))
+    for key, value in overrides.items():
+        if value is not None:
+            section, name = OVERRIDES[key]
+            out[section][name] = value
+    if model_settings or variant_of:
+        model, base = out["train"]["model"], variant_of or out["train"]["model"]
+        out["models"][model] = {**entry(out["models"], base), **(model_settings or {})}
+    return out
+
+
+def check_run(params: dict[str, Any]) -> None:
+    """Every section a run reads, and its model's catalogue entry, parse: raises the stages' own
+    one-line error before any stage runs."""
+    Layout.from_params(params)
+    for name, section in SECTIONS.items():
+        parse_section(params, name, section)
+    model = params["train"]["model"]
+    model_input(params.get("models", {}), model)
+    model_spec(params.get("models", {}), model)
+
+
+def write_params(folder: Path, params: dict[str, Any]) -> None:
+    (folder / "params.yaml").write_text(yaml.safe_dump(params, sort_keys=False))
+
+
+def run_lineage(folder: Path, root: Path) -> dict[str, Any]:
+    """What made a workspace's model: data checksums, code revision, stage hashes, timings."""
+    layout = Layout.from_params(read_yaml(folder / "params.yaml"), folder)
+    fetched = json.loads(layout.fetch_record.read_text())
+    timings = {stage: json.loads(layout.timing(stage).read_text())["seconds"] for stage in stage_names(folder)
+               if layout.timing(stage).is_file()}
+    return {"dataset": fetched["dataset"], "data_source": fetched["source"],
+            "data_files": fetched["source_files"] + [fetched["raw_file"]],
+            "git_revision": git(root, "rev-parse", "HEAD"), "dvc_lock": lock_stages(layout.dvc_lock),
+            "seconds_per_stage": timings}
+
+
+def api_error(url: str | None) -> str | None:
+    """Why the Prefect API at `url` cannot be used, or None (a sweep's workers need a real server)."""
+    if not url:
+        return "PREFECT_API_URL is not set; start a server (bash scripts/prefect-server.sh) and export it"
+    try:
+        with urllib.request.urlopen(f"{url.rstrip('/')}/health", timeout=10) as answer:
+            return None if answer.status == 200 else f"the Prefect API at {url} answered {answer.status}"
+    except OSError as error:
+        return f"cannot reach the Prefect API at {url} ({error}); is the server running?"

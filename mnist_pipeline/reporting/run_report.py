@@ -1,0 +1,138 @@
+"""One run's markdown report: what was trained on what data, how well, compared with what, and why.
+
+`render` takes the records the stages wrote (fetch, validation, prepare, train, evaluation) plus
+lineage and timings, and returns markdown; each section is its own function. Images are
+referenced by relative paths, so the report renders on GitHub.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from mnist_pipeline.reporting.markdown import md_escape, table
+from mnist_pipeline.reporting.plots import confusion_png, curves_png, image_grid_png
+
+FASHION_CLASSES = ["T-shirt/top", "Trouser", "Pullover", "Dress", "Coat", "Sandal", "Shirt", "Sneaker", "Bag",
+                   "Ankle boot"]
+PLOTS = {"samples": "samples.png", "curves": "curves.png", "confusion": "confusion.png", "mistakes": "mistakes.png"}
+
+
+def class_names(dataset: str) -> list[str]:
+    return FASHION_CLASSES if dataset == "fashion_mnist" else [str(c) for c in range(10)]
+
+
+def headline(ctx: dict[str, Any]) -> list[str]:
+    model, dataset = md_escape(ctx["train"]["model"]), md_escape(ctx["fetch"]["dataset"])
+    accuracy = ctx["evaluation"]["metrics"]["accuracy"]
+    return [f"# {model} on {dataset}", "", f"Test accuracy **{accuracy:.2%}** (top-1, computed from predictions); "
+            f"the tutorial claimed {md_escape(ctx['train']['spec']['claimed'])}.", ""]
+
+
+def data_section(ctx: dict[str, Any]) -> list[str]:
+    fetched, validation, prepared = ctx["fetch"], ctx["validation"], ctx["prepare"]
+    rows = [
+        ["source", f"{fetched['source']} ({fetched['description']})"], ["origin", fetched["origin"]],
+        ["images", f"{fetched['total_images']:,}"],
+        ["train / validation / test", " / ".join(f"{prepared['counts'][s]:,}" for s in ("train", "val", "test"))],
+        ["validation split", f"stratified, seed {prepared['seed']}, {prepared['val_fraction']} of train"],
+        ["raw data sha256", fetched["raw_file"]["sha256"]],
+        ["checks passed", f"{len(validation['checks'])}: " + ", ".join(validation["checks"])],
+        ["test images also in train", f"{validation['duplicates']['shared_train_test']}"],
+    ]
+    return ["## Data", "", table(["what", "value"], rows), "",
+            f"Sample inputs ({ctx['samples_per_class']} per class):", "", f"![sample inputs]({PLOTS['samples']})", ""]
+
+
+def model_section(ctx: dict[str, Any]) -> list[str]:
+    trained = ctx["train"]
+    return ["## Model", "", f"{trained['parameters']:,} parameters. Catalogue entry from: "
+            f"{md_escape(trained['spec']['source'])}.", "",
+            table(["layer", "type", "output shape", "parameters"], trained["layers"]), ""]
+
+
+def training_section(ctx: dict[str, Any]) -> list[str]:
+    trained = ctx["train"]
+    spec = trained["spec"]
+    momentum = f", momentum {spec['momentum']}, nesterov {spec['nesterov']}" if spec["momentum"] else ""
+    rows = [
+        ["optimizer", f"{spec['optimizer']} (learning rate {spec['learning_rate']}{momentum})"],
+        ["loss", spec["loss"]], ["metric Keras reported", spec["metric"]],
+        ["batch size", spec["batch_size"]], ["epochs", f"{trained['epochs_run']} of {spec['epochs']} max"],
+        ["stopped by", trained["stopped_by"]], ["seed", trained["train_params"]["seed"]],
+        ["training time", f"{trained['seconds']:.1f} s"],
+    ]
+    curves = [f"![learning curves]({PLOTS['curves']})", ""] if ctx.get("curves") else []
+    return ["## Training", "", table(["setting", "value"], rows), "", *curves]
+
+
+def metrics_section(ctx: dict[str, Any]) -> list[str]:
+    evaluation = ctx["evaluation"]
+    names = class_names(ctx["fetch"]["dataset"])
+    values = [[k, f"{v:.4f}" if isinstance(v, float) else v] for k, v in evaluation["metrics"].items()]
+    classes = [[names[r["class"]], f"{r['precision']:.3f}", f"{r['recall']:.3f}", f"{r['f1']:.3f}", r["support"]]
+               for r in evaluation["per_class"]]
+    return ["## Test metrics", "", table(["metric", "value"], values), "",
+            table(["class", "precision", "recall", "F1", "support"], classes), "",
+            f"![confusion matrix]({PLOTS['confusion']})", "",
+            "Most confident mistakes (true → predicted, probability):", "", f"![mistakes]({PLOTS['mistakes']})", ""]
+
+
+def claims_section(ctx: dict[str, Any]) -> list[str]:
+    spec, accuracy = ctx["train"]["spec"], ctx["evaluation"]["metrics"]["accuracy"]
+    claimed = spec.get("claimed_accuracy")
+    difference = f"{(accuracy - claimed) * 100:+.2f} points" if claimed is not None else "n/a"
+    return ["## Claimed by the tutorial vs reproduced here", "", table(["", "value"], [
+        ["claimed", spec["claimed"]], ["reproduced", f"{accuracy:.2%} top-1 test accuracy"],
+        ["difference", difference]]), ""]
+
+
+def warnings_section(ctx: dict[str, Any]) -> list[str]:
+    evaluation, fetched = ctx["evaluation"], ctx["fetch"]
+    audit = evaluation["audit"]
+    lines = [f"- Diagnosis: {md_escape(evaluation['diagnosis'])}",
+             f"- {'**Metric audit: flagged.** ' if audit['flagged'] else 'Metric audit: '}{md_escape(audit['note'])}"]
+    if fetched["dataset"] == "mnist" and fetched["source"] == "offline":
+        lines.append("- Trained on the 5,000-image MNIST sample, not the full 70,000: numbers are lower "
+                     "and noisier than the tutorial's.")
+    return ["## Warnings", "", *lines, ""]
+
+
+def lineage_section(ctx: dict[str, Any]) -> list[str]:
+    fetched, trained = ctx["fetch"], ctx["train"]
+    rows = [["code revision", ctx["git"]], ["dataset", fetched["dataset"]],
+            *[[f"source file {f['name']}", f["sha256"]] for f in fetched["source_files"]],
+            ["train params", ", ".join(f"{k}={v}" for k, v in trained["train_params"].items())],
+            ["model spec", ", ".join(f"{k}={v}" for k, v in trained["spec"].items())]]
+    hashes = [[name, ", ".join(f"{path}: {(md5 or '?')[:12]}" for path, md5 in stage["outs"].items())]
+              for name, stage in ctx["stages"].items()]
+    return ["## Lineage", "", table(["what", "value"], rows), "", "Stage outputs (from dvc.lock):", "",
+            table(["stage", "outputs (md5)"], hashes), "", "Time per stage (last run of each):", "",
+            table(["stage", "seconds"], [[stage, f"{seconds:.1f}"] for stage, seconds in ctx["timings"].items()]), ""]
+
+
+def render(ctx: dict[str, Any]) -> str:
+    """The report's markdown from the collected records (`ctx`: fetch, validation, prepare, train, evaluation,
+    git, stages, timings, samples_per_class, curves)."""
+    sections = (headline, data_section, model_section, training_section, metrics_section, claims_section,
+                warnings_section, lineage_section)
+    return "\n".join(line for section in sections for line in section(ctx))
+
+
+def write_plots(out_dir: Path, ctx: dict[str, Any], raw: dict[str, np.ndarray]) -> None:
+    """The report's pictures: learning curves, confusion matrix, confident mistakes, sample inputs."""
+    names = class_names(ctx["fetch"]["dataset"])
+    history = ctx["train"]["history"]
+    if history.get("val_loss"):
+        curves_png(out_dir / PLOTS["curves"], history, ctx["train"]["spec"]["metric"])
+        ctx["curves"] = True
+    evaluation = ctx["evaluation"]
+    confusion_png(out_dir / PLOTS["confusion"], np.array(evaluation["confusion"]), names)
+    mistakes = evaluation["mistakes"]
+    image_grid_png(out_dir / PLOTS["mistakes"], raw["x_test"][[m["index"] for m in mistakes]],
+                   [f"{names[m['true']]}→{names[m['predicted']]} {m['probability']:.2f}" for m in mistakes])
+    labels = raw["y_train"]
+    picks = [int(i) for c in range(10) for i in np.flatnonzero(labels == c)[:ctx["samples_per_class"]]]
+    image_grid_png(out_dir / PLOTS["samples"], raw["x_train"][picks], [names[labels[i]] for i in picks])

@@ -1,0 +1,174 @@
+"""Fitting a catalogue model: seeded, deterministic, with the tutorials' callbacks, resumable.
+
+Import after `mnist_pipeline.import_tensorflow()`: this module imports Keras.
+Callbacks: early stopping on validation loss (best weights restored), the tutorial's
+threshold stop (`stop_at_loss`), Keras' BackupAndRestore so a run killed mid-training resumes
+from its last completed epoch, an epoch log beside that backup so a resumed run's history is
+whole, and dvclive for per-epoch metrics in DVC's format.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import sys
+from pathlib import Path
+from typing import Any
+
+import keras
+import numpy as np
+
+from mnist_pipeline.catalogue import N_CLASSES, ModelSpec
+from mnist_pipeline.files import atomic_path
+from mnist_pipeline.models import build_model
+
+
+class StopAtLoss(keras.callbacks.Callback):
+    """End training once the epoch's training loss drops below `threshold` (the Fashion-MNIST tutorial's callback)."""
+
+    def __init__(self, threshold: float) -> None:
+        super().__init__()
+        self.threshold = threshold
+        self.stopped_epoch: int | None = None
+
+    def on_epoch_end(self, epoch: int, logs: dict | None = None) -> None:
+        if logs is not None and logs.get("loss", float("inf")) < self.threshold:
+            self.stopped_epoch = epoch
+            self.model.stop_training = True
+
+
+class EpochLog(keras.callbacks.Callback):
+    """Each finished epoch's metrics in a JSON file, kept across a kill: `history` is every epoch run,
+    also when BackupAndRestore resumed the fit (Keras' own History holds only the epochs since)."""
+
+    def __init__(self, path: Path) -> None:
+        super().__init__()
+        self.path = path
+        self.epochs: list[dict[str, float]] = json.loads(path.read_text()) if path.is_file() else []
+
+    def on_epoch_end(self, epoch: int, logs: dict | None = None) -> None:
+        self.epochs = self.epochs[:epoch] + [{k: float(v) for k, v in (logs or {}).items()}]
+        with atomic_path(self.path) as tmp:
+            tmp.write_text(json.dumps(self.epochs))
+
+    @property
+    def history(self) -> dict[str, list[float]]:
+        keys = dict.fromkeys(k for epoch in self.epochs for k in epoch)
+        return {key: [epoch[key] for epoch in self.epochs if key in epoch] for key in keys}
+
+
+def effective_spec(spec: ModelSpec, overrides: dict[str, Any]) -> ModelSpec:
+    """The catalogue entry with the run-level overrides (epochs, batch_size, learning_rate) that are set."""
+    return spec.model_copy(update={key: value for key, value in overrides.items() if value is not None})
+
+
+def match_labels(y: np.ndarray, sparse: bool) -> np.ndarray:
+    """Labels as the loss needs them: class ids (N,) or one-hot (N, 10)."""
+    if sparse:
+        return y if y.ndim == 1 else y.argmax(axis=1)
+    return y if y.ndim == 2 else np.eye(N_CLASSES, dtype=np.float32)[y]
+
+
+def sample_rows(total: int, n: int | None, seed: int) -> np.ndarray:
+    """Sorted indices of a seeded random sample of n of `total` rows (all rows when n is None or too large)."""
+    if n is None or n >= total:
+        return np.arange(total)
+    return np.sort(np.random.default_rng(seed).choice(total, size=n, replace=False))
+
+
+def run_key(settings: list[Any], data: dict[str, np.ndarray]) -> str:
+    """Identifies a training run: same settings and data give the same key (for resuming)."""
+    digest = hashlib.sha256(json.dumps(settings, sort_keys=True).encode())
+    for key in sorted(data):
+        digest.update(np.ascontiguousarray(data[key]).tobytes())
+    return digest.hexdigest()[:16]
+
+
+def callbacks(spec: ModelSpec, patience: int, backup_dir: Path, live_dir: Path, resuming: bool) -> list[Any]:
+    """Backup-and-restore, the epoch log, early stopping, threshold stop, dvclive."""
+    from dvclive import Live
+    from dvclive.keras import DVCLiveCallback
+
+    stack: list[Any] = [keras.callbacks.BackupAndRestore(str(backup_dir), save_freq="epoch", delete_checkpoint=True),
+                        EpochLog(epoch_log_path(backup_dir))]
+    if patience:
+        stack.append(keras.callbacks.EarlyStopping(monitor="val_loss", patience=patience, restore_best_weights=True))
+    if spec.stop_at_loss is not None:
+        stack.append(StopAtLoss(spec.stop_at_loss))
+    stack.append(DVCLiveCallback(live=Live(str(live_dir), dvcyaml=False, save_dvc_exp=False, resume=resuming)))
+    return stack
+
+
+def epoch_log_path(backup_dir: Path) -> Path:
+    """The epoch log lives beside the backup folder (BackupAndRestore deletes that folder when the fit ends)."""
+    return backup_dir.with_name(backup_dir.name + ".epochs.json")
+
+
+def choose_strategy(devices: list[str] | None = None, distribute: str = "auto") -> tuple[Any, str]:
+    """MirroredStrategy over `devices` (default: the visible GPUs) when there are several and
+    `distribute` is auto; otherwise TensorFlow's default single-device strategy. Returns it and a
+    one-line description."""
+    import tensorflow as tf
+
+    if devices is None:
+        devices = [device.name for device in tf.config.list_logical_devices("GPU")]
+    if distribute == "auto" and len(devices) > 1:
+        kinds = sorted({name.split(":")[-2] for name in devices})
+        return tf.distribute.MirroredStrategy(devices), f"MirroredStrategy over {len(devices)} {'/'.join(kinds)}s"
+    kind = devices[0].split(":")[-2] if devices else "CPU"
+    unused = f", {len(devices)} visible, train.distribute {distribute}" if len(devices) > 1 else ""
+    return tf.distribute.get_strategy(), f"default (1 device: {kind}{unused})"
+
+
+def fit(spec: ModelSpec, data: dict[str, np.ndarray], stack: list[Any], seed: int,
+        strategy: Any) -> tuple[Any, dict[str, list[float]]]:
+    """Build the model inside `strategy`'s scope and fit it; returns the model and its per-epoch history,
+    every epoch of this configuration's fit, also those run before a resume.
+    `batch_size` is the global batch: a MirroredStrategy splits it over its replicas."""
+    keras.utils.set_random_seed(seed)
+    with strategy.scope():
+        model = build_model(spec, data["x_train"].shape[1:])
+    verbose = 1 if sys.stdout.isatty() else 2
+    model.fit(data["x_train"], data["y_train"], validation_data=(data["x_val"], data["y_val"]),
+              batch_size=spec.batch_size, epochs=spec.epochs, callbacks=stack, verbose=verbose, shuffle=True)
+    log = next(callback for callback in stack if isinstance(callback, EpochLog))
+    return model, log.history
+
+
+def stopped_by(spec: ModelSpec, history: dict[str, list[float]], stack: list[Any]) -> str:
+    """Why training ended: all epochs, early stopping, or the loss threshold."""
+    for callback in stack:
+        if isinstance(callback, StopAtLoss) and callback.stopped_epoch is not None:
+            return f"loss below {spec.stop_at_loss} after epoch {callback.stopped_epoch + 1}"
+        if isinstance(callback, keras.callbacks.EarlyStopping) and 0 < callback.stopped_epoch < spec.epochs - 1:
+            return f"early stopping after epoch {callback.stopped_epoch + 1} (best weights restored)"
+    return f"all {len(history.get('loss', []))} epochs"
+
+
+def predict_splits(model: Any, spec: ModelSpec, inputs: dict[str, np.ndarray], y_test: np.ndarray,
+                   batch_size: int) -> tuple[dict[str, np.ndarray], dict[str, Any]]:
+    """The fitted model's class probabilities on each split of `inputs` (test, val, train); and what Keras
+    itself reports on the test predictions: the loss, and the compiled metric (the number the tutorial
+    printed), from the model's metric objects (what model.evaluate gives, without a second pass)."""
+    probs = {split: np.asarray(model.predict(x, batch_size=batch_size, verbose=0), dtype=np.float32)
+             for split, x in inputs.items()}
+    loss = float(np.mean(keras.ops.convert_to_numpy(keras.losses.get(spec.loss)(y_test, probs["test"]))))
+    model.reset_metrics()
+    reported = {name: float(value) for name, value in model.compute_metrics(inputs["test"], y_test,
+                                                                            probs["test"]).items()}
+    value = float(reported.get(spec.metric, reported.get("compile_metrics", float("nan"))))
+    return probs, {"loss": loss, "metric": spec.metric, "value": value}
+
+
+def layer_table(model: Any) -> list[list[str]]:
+    """Name, type, output shape and parameter count of each layer, for the report."""
+    return [[layer.name, type(layer).__name__, str(tuple(layer.output.shape)), f"{layer.count_params():,}"]
+            for layer in model.layers]
+
+
+def save_model(model: Any, path: Path) -> None:
+    """Save atomically: Keras writes a temporary .keras file that is then moved into place."""
+    with atomic_path(path) as tmp:
+        keras_tmp = tmp.with_suffix(".keras")
+        model.save(keras_tmp)
+        keras_tmp.replace(tmp)
