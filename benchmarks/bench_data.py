@@ -23,15 +23,15 @@ import numpy as np
 
 
 def load_fashion() -> dict[str, np.ndarray]:
-    from tasks.sources import read_fashion_debian
+    from mnist_pipeline.data.sources import read_fashion_debian
 
     return read_fashion_debian().arrays
 
 
 def bench_validate(arrays: dict[str, np.ndarray], repeats: int) -> dict[str, float]:
     """Seconds of validate_arrays over all 70,000 images: best and median of `repeats`."""
-    from tasks.config import ValidateParams
-    from tasks.validate import validate_arrays
+    from mnist_pipeline.config import ValidateParams
+    from mnist_pipeline.data.validation import validate_arrays
 
     times = []
     for _ in range(repeats):
@@ -50,7 +50,7 @@ def tutorial_resize(images: np.ndarray, size: int) -> np.ndarray:
 
 
 def our_resize(images: np.ndarray, size: int) -> np.ndarray:
-    from tasks.resize import resize_gray_to_rgb
+    from mnist_pipeline.images import resize_gray_to_rgb
 
     return resize_gray_to_rgb(images, size)
 

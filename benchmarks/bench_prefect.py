@@ -21,9 +21,8 @@ from pathlib import Path
 import yaml
 
 ROOT = Path(__file__).resolve().parents[1]
-sys.path.insert(0, str(ROOT / "tests"))
 
-from conftest import make_repo, prefect_server, stage_env  # noqa: E402
+from tests.harness import make_repo, prefect_server, stage_env  # noqa: E402
 
 
 def timed(args: list[str], **kwargs) -> float:

@@ -3,7 +3,7 @@
 Run from the repository root (with .venv active):  python -m benchmarks.bench_sweep
 
 In one run: a fresh temporary git clone of this project (offline MNIST sample), a real
-Prefect server on a free port, then `python -m flows.sweep --lee` twice with the same small
+Prefect server on a free port, then `mnist sweep --lee` twice with the same small
 data and epochs: `--workers 0` (sequential) and `--workers N` (LocalCluster). Prints the wall
 time of each, the ratio, the per-configuration times, whether the two gave the same metrics,
 and the parameters of the scaling model written in docs/scaling.md:
@@ -29,9 +29,11 @@ import urllib.request
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parents[1]
-sys.path.insert(0, str(ROOT / "tests"))
 
-from conftest import free_port, make_repo, stage_env  # noqa: E402
+import yaml  # noqa: E402
+
+from mnist_pipeline.layout import Layout  # noqa: E402
+from tests.harness import free_port, make_repo, stage_env  # noqa: E402
 
 
 def start_server(home: Path) -> tuple[subprocess.Popen, dict[str, str]]:
@@ -53,7 +55,7 @@ def start_server(home: Path) -> tuple[subprocess.Popen, dict[str, str]]:
 
 
 def run_sweep(repo: Path, env: dict[str, str], name: str, workers: int, args: argparse.Namespace) -> dict:
-    command = [sys.executable, "-m", "flows.sweep", "--lee", "--name", name, "--workers", str(workers),
+    command = [sys.executable, "-m", "mnist_cli", "sweep", "--lee", "--name", name, "--workers", str(workers),
                "--epochs", str(args.epochs), "--max-train-images", str(args.max_train_images), "--seed", "7"]
     print(f"running: {' '.join(command[1:])}", flush=True)
     started = time.perf_counter()
@@ -61,7 +63,8 @@ def run_sweep(repo: Path, env: dict[str, str], name: str, workers: int, args: ar
     wall = time.perf_counter() - started
     if done.returncode != 0:
         raise SystemExit(f"sweep {name} failed:\n{done.stdout[-2000:]}\n{done.stderr[-2000:]}")
-    summary = json.loads((repo / "reports/mnist/sweeps" / name / "sweep.json").read_text())
+    layout = Layout.from_params(yaml.safe_load((repo / "params.yaml").read_text()), repo)
+    summary = json.loads((layout.sweep_dir("mnist", name) / "sweep.json").read_text())
     summary["wall"] = wall
     return summary
 

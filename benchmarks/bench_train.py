@@ -37,7 +37,8 @@ from pathlib import Path
 
 import yaml
 
-from tasks.models import ModelSpec, model_spec
+from mnist_pipeline.catalogue import ModelSpec, model_spec
+from mnist_pipeline.layout import Layout
 
 ROOT = Path(__file__).resolve().parents[1]
 GOALS = {"cnn": 0.92, "mlp_512_rmsprop": 0.88}
@@ -48,8 +49,8 @@ CONFIGS = {"mlp_512_rmsprop": ("mlp_512_rmsprop", {}), "cnn": ("cnn", {}),
 BARE_SCRIPT = r'''
 import sys, json, time, numpy as np, keras
 sys.path.insert(0, {root!r})
-from tasks.sources import read_fashion_debian
-from tasks.prepare import stratified_val_split
+from mnist_pipeline.data.sources import read_fashion_debian
+from mnist_pipeline.data.preparation import stratified_val_split
 keras.utils.set_random_seed(42)
 raw = read_fashion_debian().arrays
 train_index, val_index = stratified_val_split(raw["y_train"], 0.1, 42)   # the same training images
@@ -80,7 +81,8 @@ def bare_layers(spec: ModelSpec) -> tuple[tuple[int, ...], str, str]:
     if spec.kind == "cnn":
         convs = "".join(f"layers.Conv2D({filters}, 3, activation='relu'), " for filters in spec.conv_filters)
         return ((28, 28, 1), f"[keras.Input((28, 28, 1)), {convs}layers.MaxPooling2D(2), "
-                f"layers.Dropout({spec.pool_dropout}), layers.Flatten(), {dense}layers.Dense(10, activation='softmax')]",
+                f"layers.Dropout({spec.pool_dropout}), layers.Flatten(), {dense}"
+                "layers.Dense(10, activation='softmax')]",
                 optimizer)
     return (784,), f"[keras.Input((784,)), {dense}layers.Dense(10, activation='softmax')]", optimizer
 
@@ -100,8 +102,7 @@ def bare(spec: ModelSpec) -> tuple[float, float, float]:
 def pipeline(label: str, model: str, overrides: dict) -> tuple[float, float, float]:
     """Seconds of `dvc repro` in a fresh clone, the test accuracy it measured, and seconds of training
     inside the train stage (loading its arrays and the fit)."""
-    sys.path.insert(0, str(ROOT / "tests"))
-    from conftest import make_repo, stage_env
+    from tests.harness import make_repo, stage_env
 
     with tempfile.TemporaryDirectory() as folder:
         repo = make_repo(Path(folder))
@@ -113,12 +114,13 @@ def pipeline(label: str, model: str, overrides: dict) -> tuple[float, float, flo
         started = time.perf_counter()
         subprocess.run(["dvc", "repro"], cwd=repo, env=stage_env(), check=True, capture_output=True)
         seconds = time.perf_counter() - started
-        stages = {f.stem: json.loads(f.read_text())["seconds"] for f in sorted((repo / "timings").glob("*.json"))}
+        layout = Layout.from_params(params, repo)
+        stages = {f.stem: json.loads(f.read_text())["seconds"] for f in sorted(layout.folder("timings").glob("*.json"))}
         print(f"  {label} dvc repro {seconds:.0f} s; inside the stages: "
               + ", ".join(f"{name} {s:.1f}" for name, s in stages.items() if s >= 0.1)
               + f"; the rest (process starts, imports, DVC) {seconds - sum(stages.values()):.1f}", flush=True)
-        fit_seconds = json.loads((repo / "model/train.json").read_text())["seconds"]
-        return seconds, json.loads((repo / "evaluation/metrics.json").read_text())["accuracy"], fit_seconds
+        fit_seconds = json.loads(layout.train_record.read_text())["seconds"]
+        return seconds, json.loads(layout.metrics.read_text())["accuracy"], fit_seconds
 
 
 def main() -> None:
@@ -131,8 +133,8 @@ def main() -> None:
     catalogue = yaml.safe_load((ROOT / "params.yaml").read_text())["models"]
     print(f"command: python -m benchmarks.bench_train {' '.join(sys.argv[1:])}".rstrip())
     print(f"machine: {os.cpu_count()} cores; full Fashion-MNIST (54,000 train / 6,000 val / 10,000 test)\n")
-    print(f"{'configuration':<24}{'epochs':>7}{'bare s':>8}{'(fit':>6}{'rest)':>7}{'bare acc':>10}{'dvc s':>8}{'(fit':>6}"
-          f"{'rest)':>7}{'dvc acc':>9}{'ratio':>7}  goal")
+    print(f"{'configuration':<24}{'epochs':>7}{'bare s':>8}{'(fit':>6}{'rest)':>7}{'bare acc':>10}{'dvc s':>8}"
+          f"{'(fit':>6}{'rest)':>7}{'dvc acc':>9}{'ratio':>7}  goal")
     figures: dict[str, list[dict[str, float]]] = {}
     for label in args.models.split(","):
         if label not in CONFIGS:

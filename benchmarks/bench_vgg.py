@@ -23,8 +23,8 @@ def data(n_train: int, n_test: int) -> tuple[np.ndarray, ...]:
     """Stratified-enough slices of Fashion-MNIST, resized to 48x48 RGB uint8, labels one-hot."""
     import keras
 
-    from tasks.resize import resize_gray_to_rgb
-    from tasks.sources import read_fashion_debian
+    from mnist_pipeline.data.sources import read_fashion_debian
+    from mnist_pipeline.images import resize_gray_to_rgb
 
     raw = read_fashion_debian().arrays
     x_train, x_test = resize_gray_to_rgb(raw["x_train"][:n_train], 48), resize_gray_to_rgb(raw["x_test"][:n_test], 48)
@@ -60,7 +60,7 @@ def cached_way(base, x_train, y_train, x_test, y_test, epochs: int) -> dict[str,
     """Ours: features once (the features stage's `extract`), then the head alone."""
     import keras
 
-    from tasks.features import extract
+    from mnist_pipeline.images import extract
 
     started = time.perf_counter()
     f_train, f_test = extract(base, x_train, 256), extract(base, x_test, 256)
@@ -83,8 +83,8 @@ def main() -> None:
     parser.add_argument("--weights", default="none", help="none (random, offline) or imagenet")
     args = parser.parse_args()
 
-    from tasks import import_tensorflow
-    from tasks.features import vgg16_base
+    from mnist_pipeline import import_tensorflow
+    from mnist_pipeline.images import vgg16_base
 
     import_tensorflow()  # without TensorFlow's start-up chatter in the printed figures
 

@@ -24,8 +24,17 @@ from prefect.runtime import flow_run
 from mnist_pipeline import registry
 from mnist_pipeline.config import RegistryParams, parse_section
 from mnist_pipeline.layout import Layout
-from mnist_pipeline.orchestration import (OVERRIDES, apply_overrides, check_run, read_yaml, run_lineage, slug,
-                                          stage_names, workspace, write_params)
+from mnist_pipeline.orchestration import (
+    OVERRIDES,
+    apply_overrides,
+    check_run,
+    read_yaml,
+    run_lineage,
+    slug,
+    stage_names,
+    workspace,
+    write_params,
+)
 
 ROOT = Path(__file__).resolve().parents[1]
 
@@ -64,10 +73,10 @@ def register_model(folder: str, root: str, started_at: str) -> dict[str, Any]:
     version = registry.register(project / settings.dir, model, layout.model_file, record,
                                 registry.Gate(settings.min_accuracy, settings.tolerance),
                                 attachments={"report": layout.report_dir(dataset, model)})
-    latest = Layout.from_params(params, project).report_dir(dataset, model)
-    shutil.copytree(layout.report_dir(dataset, model), latest, dirs_exist_ok=True)
+    latest = Layout.from_params(params, project)
+    shutil.copytree(layout.report_dir(dataset, model), latest.report_dir(dataset, model), dirs_exist_ok=True)
     evaluation = json.loads(layout.evaluation_record.read_text())
-    return {**version, "report": str(latest / "report.md"), "spec": trained["spec"],
+    return {**version, "report": str(latest.report(dataset, model)), "spec": trained["spec"],
             "epochs_run": trained["epochs_run"], "stopped_by": trained["stopped_by"],
             "diagnosis": evaluation["diagnosis"], "audit": evaluation["audit"]}
 

@@ -1,5 +1,6 @@
 """`mnist compare`: run the whole catalogue on one dataset as DVC experiments and write one comparison report.
 
+\b
     mnist compare --dataset fashion_mnist
     mnist compare --dataset mnist --models mlp_500,cnn --set train.epochs=3
     mnist compare --dataset fashion_mnist --retry-failed   # re-run only what failed or never ran

@@ -1,5 +1,6 @@
 """mnist: the command line of the MNIST pipeline (the stages themselves run with `dvc repro`).
 
+\b
     mnist registry list                        # the versioned models and their aliases
     mnist predict cnn@champion photos/         # classify images with a registered model
     mnist compare --dataset fashion_mnist      # the whole catalogue as DVC experiments, one comparison
@@ -10,13 +11,13 @@ from __future__ import annotations
 
 import typer
 
-from mnist_cli.compare import compare
+from mnist_cli import compare as comparing
+from mnist_cli import sweep as sweeping
 from mnist_cli.predict import predict
 from mnist_cli.registry import app as registry_app
-from mnist_cli.sweep import sweep
 
 app = typer.Typer(add_completion=False, no_args_is_help=True, help=__doc__, rich_markup_mode=None)
 app.add_typer(registry_app, name="registry")
 app.command("predict")(predict)
-app.command("compare")(compare)
-app.command("sweep")(sweep)
+app.command("compare", help=comparing.__doc__)(comparing.compare)
+app.command("sweep", help=sweeping.__doc__)(sweeping.sweep)

@@ -1,5 +1,6 @@
 """`mnist predict`: classify images with a registered model.
 
+\b
     mnist predict cnn@champion digits.npz photos/ seven.jpg
 """
 
@@ -18,12 +19,15 @@ from mnist_pipeline.errors import PipelineError
 def predict(ref: str = typer.Argument(..., help="NAME@vN or NAME@champion"),
             inputs: list[Path] = typer.Argument(..., help="PNG/JPEG files, folders of them, or .npz files with "
                                                           "an (N, 28, 28) array under 'x', 'images' or 'x_test'"),
-            root: Path = ROOT_OPTION, as_json: bool = typer.Option(False, "--json", help="JSON instead of a table")) -> None:
+            root: Path = ROOT_OPTION,
+            as_json: bool = typer.Option(False, "--json", help="JSON instead of a table")) -> None:
     """Predict the class of each image with a registered model: label, probability, top-3.
 
-    Photos are prepared as MNIST was: grayscale, inverted when the paper is light, cropped to the ink, fitted into 20x20, centred by centre of mass in 28x28.
+    Photos are prepared as MNIST was: grayscale, inverted when the paper is light, cropped to the ink,
+    fitted into 20x20, centred by centre of mass in 28x28.
 
-    A file that cannot be read (not an image, truncated, too large) is reported on its own row and the rest go on; the exit code is then 1.
+    A file that cannot be read (not an image, truncated, too large) is reported on its own row and the
+    rest go on; the exit code is then 1.
     """
     from mnist_pipeline import predict as predicting
 
@@ -33,7 +37,7 @@ def predict(ref: str = typer.Argument(..., help="NAME@vN or NAME@champion"),
         items = predicting.collect(inputs)
         if not items:
             raise PipelineError(f"nothing to predict in {', '.join(map(str, inputs))}")
-        model = predicting.load_model(root / name / f"v{number}" / "model.keras")
+        model = predicting.load_model(registry.model_path(root, name, number))
         rows = predicting.predict(model, record, items)
     except PipelineError as exc:
         fail(exc)

@@ -1,5 +1,6 @@
 """`mnist registry`: the versioned models the Prefect deployment runs registered.
 
+\b
     mnist registry list                      # every model and version, as a table
     mnist registry show mlp_500@champion     # one version's full record
     mnist registry promote mlp_500@v2        # point champion at v2 by hand

@@ -1,5 +1,6 @@
 """`mnist sweep`: catalogue entries and a grid over model settings as child runs of train-mnist.
 
+\b
     mnist sweep --lee --epochs 3 --max-train-images 2000
     mnist sweep --grid loss=mse,categorical_crossentropy --grid activation=sigmoid,relu --base lee_mse_sigmoid
     mnist sweep --models softmax_regression,mlp_500,cnn --workers 2
@@ -27,15 +28,15 @@ def sweep(
     lee: bool = typer.Option(False, "--lee", help="the Lee tuning grid: loss {mse, categorical_crossentropy} x "
                                                   "activation {sigmoid, relu} x depth {2, 10} (8 configurations)"),
     base: str = typer.Option("lee_mse_sigmoid", help="the catalogue entry the grid changes"),
-    name: str = typer.Option("grid", help="the sweep's name: prefixes grid models and names "
-                                          "reports/<dataset>/sweeps/NAME"),
+    name: str = typer.Option("grid", help="the sweep's name: prefixes grid models and names its leaderboard's "
+                                          "folder, <reports>/<dataset>/sweeps/NAME"),
     epochs: int = typer.Option(None, help="epochs for every configuration (default: each entry's own)"),
     max_train_images: int = typer.Option(None, help="train on a seeded subset of this many images"),
     seed: int = typer.Option(None, help="training seed for every configuration"),
     workers: int = typer.Option(2, help="LocalCluster worker processes; 0 runs the configurations one after another"),
     address: str = typer.Option(None, help="an existing Dask scheduler, e.g. tcp://10.0.0.5:8786"),
 ) -> None:
-    """Run the sweep flow and write reports/<dataset>/sweeps/NAME/leaderboard.md."""
+    """Run the sweep flow and write its leaderboard (<reports>/<dataset>/sweeps/NAME/leaderboard.md)."""
     from prefect.settings import PREFECT_API_URL
 
     chosen = [m.strip() for m in models.split(",") if m.strip()]

@@ -60,7 +60,8 @@ def describe(model: Any, history: dict[str, list[float]], settings: DemoParams) 
     prediction = float(np.asarray(model.predict(np.array([[settings.at]], dtype=np.float32), verbose=0))[0, 0])
     return {"settings": settings.model_dump(), "weight": weight, "bias": bias, "final_loss": history["loss"][-1],
             "prediction": prediction, "at": settings.at, "truth": truth(settings.at),
-            "error": abs(prediction - truth(settings.at)), "claimed": settings.claimed, "epochs_run": len(history["loss"])}
+            "error": abs(prediction - truth(settings.at)), "claimed": settings.claimed,
+            "epochs_run": len(history["loss"])}
 
 
 def render(record: dict[str, Any], git: str) -> str:
@@ -69,8 +70,8 @@ def render(record: dict[str, Any], git: str) -> str:
     return "\n".join([
         "# The single neuron learns y = 2x - 1", "",
         f"One Dense(1) unit, fitted on the six points x = -1..4 with y = 2x - 1 (the tutorial's data), "
-        f"{s['optimizer']} learning rate {s['learning_rate']}, mean squared error, {record['epochs_run']} epochs of one "
-        f"full batch each, seed {s['seed']}. Source: {md_escape(s['source'])}.", "",
+        f"{s['optimizer']} learning rate {s['learning_rate']}, mean squared error, {record['epochs_run']} epochs "
+        f"of one full batch each, seed {s['seed']}. Source: {md_escape(s['source'])}.", "",
         table(["", "value"], [
             ["learned", f"y = {record['weight']:.4f} x {record['bias']:+.4f}"],
             ["final training loss", f"{record['final_loss']:.6f}"],

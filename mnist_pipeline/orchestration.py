@@ -21,8 +21,17 @@ from typing import Any
 import yaml
 
 from mnist_pipeline.catalogue import entry, model_input, model_spec
-from mnist_pipeline.config import (DataParams, EvaluateParams, FeaturesParams, PrepareParams, ReportParams,
-                                   ResizeParams, TrainParams, ValidateParams, parse_section)
+from mnist_pipeline.config import (
+    DataParams,
+    EvaluateParams,
+    FeaturesParams,
+    PrepareParams,
+    ReportParams,
+    ResizeParams,
+    TrainParams,
+    ValidateParams,
+    parse_section,
+)
 from mnist_pipeline.layout import Layout
 from mnist_pipeline.lineage import lock_stages
 

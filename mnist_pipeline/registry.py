@@ -34,6 +34,7 @@ from mnist_pipeline.files import sha256_file, write_json
 NAME = re.compile(r"^[a-z0-9][a-z0-9_-]{0,63}$")
 REF = re.compile(r"^(?P<name>[^@]+)@(?P<tag>v[1-9][0-9]*|[a-z][a-z0-9_-]{0,31})$")
 CHAMPION = "champion"
+MODEL_FILE = "model.keras"  # the registry's own layout (see above), not the pipeline's
 STAGING = ".staging-"  # + <pid>-<random>: a version being copied in; never read as a version
 
 
@@ -60,6 +61,11 @@ def versions(root: Path, name: str) -> list[int]:
     return sorted(int(p.name[1:]) for p in folder.iterdir() if re.fullmatch(r"v[1-9][0-9]*", p.name))
 
 
+def model_path(root: Path, name: str, version: int) -> Path:
+    """The model file of version `version` of `name`."""
+    return root / check_name(name) / f"v{version}" / MODEL_FILE
+
+
 def read_record(root: Path, name: str, version: int) -> dict[str, Any]:
     path = root / check_name(name) / f"v{version}" / "record.json"
     if not path.is_file():
@@ -81,7 +87,8 @@ def resolve(root: Path, ref: str) -> tuple[str, int]:
     if tag.startswith("v") and tag[1:].isdigit():
         number = int(tag[1:])
         if number not in versions(root, name):
-            raise PipelineError(f"no version {ref} (have: {', '.join(f'v{n}' for n in versions(root, name)) or 'none'})")
+            have = ", ".join(f"v{n}" for n in versions(root, name)) or "none"
+            raise PipelineError(f"no version {ref} (have: {have})")
         return name, number
     target = aliases(root, name).get(tag)
     if target is None:
@@ -141,8 +148,8 @@ def register(root: Path, name: str, model_file: Path, record: dict[str, Any], ga
     folder.mkdir(parents=True, exist_ok=True)
     staging = Path(tempfile.mkdtemp(prefix=f"{STAGING}{os.getpid()}-", dir=folder))
     try:
-        shutil.copy2(model_file, staging / "model.keras")
-        record = {**record, "model_sha256": sha256_file(staging / "model.keras")}
+        shutil.copy2(model_file, staging / MODEL_FILE)
+        record = {**record, "model_sha256": sha256_file(staging / MODEL_FILE)}
         for target, source in (attachments or {}).items():
             shutil.copytree(source, staging / check_name(target))
         with FileLock(str(folder / ".lock"), timeout=600):
@@ -204,7 +211,7 @@ def verify(root: Path) -> list[str]:
                 continue
             if record.get("version") != f"v{number}":
                 problems.append(f"{folder.name}@v{number}: record says {record.get('version')}")
-            model = where / "model.keras"
+            model = where / MODEL_FILE
             if not model.is_file() or sha256_file(model) != record.get("model_sha256"):
                 problems.append(f"{folder.name}@v{number}: model.keras missing or not the registered file")
         try:

@@ -86,11 +86,13 @@ def run_key(settings: list[Any], data: dict[str, np.ndarray]) -> str:
 
 def callbacks(spec: ModelSpec, patience: int, backup_dir: Path, live_dir: Path, resuming: bool) -> list[Any]:
     """Backup-and-restore, the epoch log, early stopping, threshold stop, dvclive."""
-    from dvclive import Live
     from dvclive.keras import DVCLiveCallback
 
-    stack: list[Any] = [keras.callbacks.BackupAndRestore(str(backup_dir), save_freq="epoch", delete_checkpoint=True),
-                        EpochLog(epoch_log_path(backup_dir))]
+    from dvclive import Live
+
+    # the epoch log first: it is never older than the backup, so a resumed run's history has no gap
+    stack: list[Any] = [EpochLog(epoch_log_path(backup_dir)),
+                        keras.callbacks.BackupAndRestore(str(backup_dir), save_freq="epoch", delete_checkpoint=True)]
     if patience:
         stack.append(keras.callbacks.EarlyStopping(monitor="val_loss", patience=patience, restore_best_weights=True))
     if spec.stop_at_loss is not None:

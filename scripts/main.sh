@@ -5,6 +5,6 @@ cd "$(dirname "${BASH_SOURCE[0]}")/.."
 source scripts/setup.sh
 echo "[main] dvc repro (params.yaml defaults)" >&2
 dvc repro "$@"
-dataset=$(python -c "import yaml; p = yaml.safe_load(open('params.yaml')); print(p['data']['dataset'], p['train']['model'])")
-set -- $dataset
-echo "[main] done: report in reports/$1/$2/report.md, metrics in evaluation/metrics.json, stage record in dvc.lock (README: 'The pipeline')" >&2
+report=$(python -c "from mnist_pipeline.config import read_params; from mnist_pipeline.layout import PARAMS_FILE, Layout
+p = read_params(PARAMS_FILE); print(Layout.from_params(p).report(p['data']['dataset'], p['train']['model']))")
+echo "[main] done: report in $report, metrics in evaluation/metrics.json, stage record in dvc.lock (README: 'The pipeline')" >&2

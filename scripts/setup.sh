@@ -1,7 +1,8 @@
 #!/usr/bin/env bash
 # Set up a fresh machine for this project; safe to run again (it skips what is done).
 #   - Debian package dataset-fashion-mnist: full Fashion-MNIST for offline runs (needs root or sudo)
-#   - .venv with every Python dependency pinned in requirements.lock
+#   - .venv with every Python dependency pinned (with hashes) in requirements.lock, then this
+#     project itself, editable and without dependencies (its packages and the `mnist` command)
 # Sourced by scripts/main.sh and scripts/test.sh; leaves .venv/bin first on PATH.
 set -euo pipefail
 ROOT="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
@@ -33,17 +34,28 @@ install_debian_packages() {
 install_python_packages() {
   local venv="$ROOT/.venv" stamp="$ROOT/.venv/.requirements.sha256"
   local want
-  want="$(sha256sum "$ROOT/requirements.lock" | cut -d' ' -f1)"
+  # keyed on both files: the lock (what is installed) and pyproject.toml (the project's own install)
+  want="$(cat "$ROOT/requirements.lock" "$ROOT/pyproject.toml" | sha256sum | cut -d' ' -f1)"
   if [ ! -x "$venv/bin/python" ]; then
     say "creating virtual environment .venv with $($PYTHON --version 2>&1)"
     "$PYTHON" -m venv "$venv"
   fi
   if [ -f "$stamp" ] && [ "$(cat "$stamp")" = "$want" ]; then
-    say "Python packages already match requirements.lock"
+    say "Python packages already match requirements.lock and pyproject.toml"
   else
     say "installing pinned Python packages from requirements.lock (first time: a few minutes)"
-    "$venv/bin/python" -m pip install -q --upgrade pip
-    "$venv/bin/python" -m pip install -q -r "$ROOT/requirements.lock"
+    # the lock pins pip and setuptools too (pip-compile --allow-unsafe), so no separate pip upgrade
+    "$venv/bin/python" -m pip install -q --require-hashes -r "$ROOT/requirements.lock"
+    # the project itself; every dependency came from the lock. With setuptools (64+, editable
+    # installs) in the venv, build with it rather than fetch a build environment from the index.
+    local isolation=()
+    if "$venv/bin/python" -c 'import sys, setuptools; sys.exit(int(setuptools.__version__.split(".")[0]) < 64)' \
+        2>/dev/null; then
+      isolation=(--no-build-isolation)
+    fi
+    say "installing this project (editable, --no-deps)"
+    # -qq: errors only, not setuptools' generic warning about editable installs of a flat layout
+    "$venv/bin/python" -m pip install -qq --no-deps "${isolation[@]}" -e "$ROOT"
     echo "$want" > "$stamp"
   fi
 }
@@ -52,4 +64,4 @@ install_debian_packages
 install_python_packages
 export PATH="$ROOT/.venv/bin:$PATH"
 export VIRTUAL_ENV="$ROOT/.venv"
-export TF_CPP_MIN_LOG_LEVEL="${TF_CPP_MIN_LOG_LEVEL:-2}"
+export TF_CPP_MIN_LOG_LEVEL="${TF_CPP_MIN_LOG_LEVEL:-3}"  # the same default as mnist_pipeline/__init__.py

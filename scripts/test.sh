@@ -1,6 +1,8 @@
 #!/usr/bin/env bash
-# The whole test suite: set up (idempotent), then run pytest. Extra arguments go to pytest.
+# The whole test suite: set up (idempotent), lint (ruff), then run pytest. Extra arguments go to pytest.
 set -euo pipefail
 cd "$(dirname "${BASH_SOURCE[0]}")/.."
 source scripts/setup.sh
+echo "[test] ruff check ." >&2
+ruff check .
 exec python -m pytest "$@"

@@ -49,8 +49,11 @@ def describe_stage(name: str) -> str:
         text = next(iter(text)) if isinstance(text, dict) else str(text)
         return re.sub(r"\$\{([^{}]+)\}", value, text)
 
+    deps = [fill(d) for d in stage.get("deps", [])]
+    code = [d for d in deps if d.endswith(".py")]
     lines = [f"  params: {', '.join(fill(p) for p in stage.get('params', []))}",
-             f"  reads:  {', '.join(fill(d) for d in stage.get('deps', []))}"]
+             f"  reads:  {', '.join(d for d in deps if d not in code) or '(no data)'}",
+             f"  code:   {', '.join(code)}"]
     for kind in ("outs", "metrics", "plots"):
         if stage.get(kind):
             lines.append(f"  {kind}:{' ' * (6 - len(kind))}{', '.join(fill(o) for o in stage[kind])}")

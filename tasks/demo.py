@@ -30,7 +30,8 @@ def main(params: dict[str, Any], layout: Layout) -> None:
     with atomic_path(layout.demo_report) as tmp:
         tmp.write_text(demo.render(record, git_revision()))
     log(f"demo: y = {record['weight']:.4f} x {record['bias']:+.4f}; predict({settings.at:g}) = "
-        f"{record['prediction']:.4f} (truth {record['truth']:g}, the tutorial {settings.claimed}); {layout.demo_report}")
+        f"{record['prediction']:.4f} (truth {record['truth']:g}, the tutorial {settings.claimed}); "
+        f"{layout.demo_report}")
 
 
 if __name__ == "__main__":

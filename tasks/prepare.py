@@ -13,7 +13,7 @@ from typing import Any
 
 from mnist_pipeline.catalogue import model_input
 from mnist_pipeline.config import PrepareParams, TrainModelParams, parse_section
-from mnist_pipeline.data.preparation import prepare_arrays
+from mnist_pipeline.data.preparation import choose_encoding, prepare_arrays
 from mnist_pipeline.files import RAW_KEYS, load_npz, read_json, save_npz, write_json
 from mnist_pipeline.layout import Layout
 from tasks import log, run
@@ -23,9 +23,7 @@ def main(params: dict[str, Any], layout: Layout) -> None:
     """Read `prepare` (and the chosen model's kind and loss); write the prepared arrays and their record."""
     settings = parse_section(params, "prepare", PrepareParams)
     model = parse_section(params, "train", TrainModelParams).model
-    needs = model_input(params.get("models", {}), model)
-    shape = settings.layout if settings.layout != "auto" else ("flat" if needs.layout == "flat" else "image")
-    labels = settings.labels if settings.labels != "auto" else needs.labels
+    shape, labels = choose_encoding(settings, model_input(params.get("models", {}), model))
     validation = read_json(layout.validation_record)  # exists only if validate passed
     raw = load_npz(layout.raw_data, RAW_KEYS)
     arrays = prepare_arrays(raw, shape, labels, settings.val_fraction, settings.seed, settings.normalize)

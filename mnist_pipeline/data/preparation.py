@@ -13,7 +13,8 @@ import math
 
 import numpy as np
 
-from mnist_pipeline.catalogue import N_CLASSES
+from mnist_pipeline.catalogue import N_CLASSES, ModelInput
+from mnist_pipeline.config import PrepareParams
 from mnist_pipeline.errors import PipelineError
 
 
@@ -95,3 +96,10 @@ def prepare_arrays(raw: dict[str, np.ndarray], layout: str, labels: str, val_fra
         "x_test": x_test, "y_test": y_test,
         "train_index": train_index, "val_index": val_index,  # rows of the raw train split
     }
+
+
+def choose_encoding(settings: PrepareParams, needs: ModelInput) -> tuple[str, str]:
+    """Layout and label encoding: explicit `prepare` settings, or what the model takes (its kind and loss)."""
+    layout = settings.layout if settings.layout != "auto" else ("flat" if needs.layout == "flat" else "image")
+    labels = settings.labels if settings.labels != "auto" else needs.labels
+    return layout, labels

@@ -252,7 +252,8 @@ def download(dataset: str, cache_dir: Path, mirror: str | None, retries: int, ti
         except ValueError as exc:  # pooch's hash mismatch
             raise PipelineError(f"download of {base_url}{name} failed its sha256 check: {_first_line(exc)}") from None
         except requests.exceptions.RequestException as exc:
-            raise PipelineError(f"download of {base_url}{name} failed after {retries} retries: {_first_line(exc)}") from None
+            raise PipelineError(f"download of {base_url}{name} failed after {retries} retries: "
+                                f"{_first_line(exc)}") from None
     return paths
 
 

@@ -9,7 +9,6 @@ raises one line naming each failed check, its split and a few offending indices.
 from __future__ import annotations
 
 from collections.abc import Callable
-from pathlib import Path
 from typing import Any
 
 import numpy as np
@@ -32,7 +31,8 @@ def split_row(images: np.ndarray, labels: np.ndarray) -> dict[str, Any]:
     """One split's structural facts: dtypes, shapes, counts, classes, balance."""
     n_images = int(images.shape[0]) if images.ndim else 0
     integer_labels = labels.dtype.kind in "iu" and labels.ndim == 1
-    in_range = labels[(labels >= 0) & (labels < N_CLASSES)].astype(np.int64) if integer_labels else np.array([], np.int64)
+    in_range = (labels[(labels >= 0) & (labels < N_CLASSES)].astype(np.int64) if integer_labels
+                else np.array([], np.int64))
     class_counts = np.bincount(in_range, minlength=N_CLASSES)
     present = class_counts[class_counts > 0]
     return {
@@ -177,7 +177,8 @@ def validate_arrays(arrays: dict[str, np.ndarray], params: ValidateParams) -> di
         problems += failures(dataset_schema(params.max_shared_duplicates), table, "train/test",
                              lambda *_: f"{duplicates['shared_train_test']} test images also in train "
                                         f"(limit {params.max_shared_duplicates:.2%} of test), "
-                                        f"e.g. test indices {duplicates['shared_test_indices_sample'][:params.examples]}",
+                                        "e.g. test indices "
+                                        f"{duplicates['shared_test_indices_sample'][:params.examples]}",
                              params.examples)
     if problems:
         raise PipelineError("data failed validation: " + "; ".join(problems))

@@ -100,13 +100,14 @@ def render_catalogue(dataset: str, results: list[dict[str, Any]], fetched: dict[
     parts = [f"# The catalogue on {md_escape(dataset)}", "",
              f"Data: {md_escape(fetched.get('description', '?'))}, {fetched.get('total_images', 0):,} images. "
              f"Each row is one `dvc exp run` of this pipeline; its own report is in `{dataset}/<model>/report.md`."
-             + (f" Overrides for every run: {md_escape(', '.join(f'{k}={v}' for k, v in extra.items()))}." if extra else ""),
+             + (f" Overrides for every run: {md_escape(', '.join(f'{k}={v}' for k, v in extra.items()))}."
+                if extra else ""),
              "", "![leaderboard](leaderboard.png)", "",
              table(["rank", "configuration", "test accuracy (top-1)", "claimed", "test loss", "train / val accuracy",
                     "parameters", "training"], leaderboard_rows(results)), "", "## Lessons, from these numbers", ""]
     parts += [f"- {line}" for line in lessons(by_label)] or ["- (not enough successful runs to compare)"]
-    parts += ["", "## Diagnoses", "", table(["configuration", "diagnosis"],
-                                            [[r["label"], r.get("diagnosis", r.get("failed", ""))] for r in results]), ""]
+    diagnoses = [[r["label"], r.get("diagnosis", r.get("failed", ""))] for r in results]
+    parts += ["", "## Diagnoses", "", table(["configuration", "diagnosis"], diagnoses), ""]
     if demo:
         parts += ["## The single-neuron demo", "", f"Dense(1) fitted on six points of y = 2x - 1 predicts "
                   f"y({demo['at']:g}) = {demo['prediction']:.4f} (truth {demo['truth']:g}; the tutorial's model "

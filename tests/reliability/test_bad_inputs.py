@@ -19,9 +19,9 @@ import numpy as np
 import pytest
 import yaml
 
-from conftest import dvc, make_repo
-from tasks import sources
-from tasks.files import save_npz, sha256_file
+from mnist_pipeline.data import sources
+from mnist_pipeline.files import save_npz, sha256_file
+from tests.harness import dvc, make_repo
 
 OUTPUTS = ("data/raw/raw.npz", "data/validated/validation.json", "data/prepared/prepared.npz")
 

@@ -11,10 +11,10 @@ from pathlib import Path
 
 import pytest
 
-from conftest import write_params
-from tasks import sources
-from tasks.errors import PipelineError
-from tasks.files import sha256_file
+from mnist_pipeline.data import sources
+from mnist_pipeline.errors import PipelineError
+from mnist_pipeline.files import sha256_file
+from tests.harness import write_params
 
 FILES = list(sources.DOWNLOADS["fashion_mnist"])
 LABELS = "train-labels-idx1-ubyte.gz"
@@ -36,7 +36,8 @@ class Mirror(http.server.BaseHTTPRequestHandler):
         data = path.read_bytes()
         if name == LABELS and self.mode == "bad-bytes":
             data = data[:100] + bytes([data[100] ^ 0xFF]) + data[101:]
-        drop = name == LABELS and (self.mode == "drop-always" or (self.mode == "drop-once" and type(self).seen[name] == 1))
+        drop = name == LABELS and (self.mode == "drop-always"
+                                   or (self.mode == "drop-once" and type(self).seen[name] == 1))
         self.send_response(200)
         self.send_header("Content-Length", str(len(data)))
         self.end_headers()

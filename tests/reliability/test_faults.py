@@ -22,9 +22,9 @@ import numpy as np
 import psutil
 import pytest
 
-from conftest import ROOT, prefect, stage_env, versions, write_params
-from tasks import registry
-from tasks.files import save_npz
+from mnist_pipeline import registry
+from mnist_pipeline.files import save_npz
+from tests.harness import ROOT, prefect, stage_env, versions, write_params
 
 pytestmark = pytest.mark.fault
 GATE = registry.Gate(min_accuracy=0.0, tolerance=1.0)
@@ -79,7 +79,8 @@ def test_two_runs_at_once_both_complete_with_distinct_versions(prefect_env, serv
     assert all(run.returncode == 0 for run in runs), "\n".join(o[-2000:] for o in outputs)
     after = versions(served, "softmax_regression")
     assert len(after) == len(before) + 2 and len(set(after)) == len(after)
-    records = [json.loads((served / f"registry/softmax_regression/{v}/record.json").read_text()) for v in after[len(before):]]
+    records = [json.loads((served / f"registry/softmax_regression/{v}/record.json").read_text())
+               for v in after[len(before):]]
     assert {r["params"]["train"]["seed"] for r in records} == {1, 2}
     first, second = sorted(records, key=lambda r: r["run_started_at"])
     assert second["run_started_at"] > first["registered_at"]  # the deployment's concurrency limit serialised them
@@ -89,7 +90,7 @@ def test_two_runs_at_once_both_complete_with_distinct_versions(prefect_env, serv
 REGISTER_FOREVER = """
 import sys
 from pathlib import Path
-from tasks import registry
+from mnist_pipeline import registry
 root, model, report = map(Path, sys.argv[1:4])
 for i in range(10_000):
     registry.register(root, "big", model, {"metrics": {"accuracy": 0.5 + (i % 50) / 100}},
@@ -116,10 +117,10 @@ def test_registrations_killed_at_random_moments_leave_a_consistent_registry(tmp_
     numbers = registry.versions(root, "big")
     assert len(numbers) > 1 and registry.verify(root) == []
     assert all((root / f"big/v{n}/report/report.md").is_file() for n in numbers)
-    listed = subprocess.run([sys.executable, "-m", "tasks.registry_cli", "list", "--root", str(root)],
+    listed = subprocess.run([sys.executable, "-m", "mnist_cli", "registry", "list", "--root", str(root)],
                             capture_output=True, text=True, env=stage_env())
     assert listed.returncode == 0 and f"big@v{numbers[-1]}" in listed.stdout
-    verified = subprocess.run([sys.executable, "-m", "tasks.registry_cli", "verify", "--root", str(root)],
+    verified = subprocess.run([sys.executable, "-m", "mnist_cli", "registry", "verify", "--root", str(root)],
                               capture_output=True, text=True, env=stage_env())
     assert verified.returncode == 0 and verified.stdout.startswith(f"ok: {len(numbers)} versions")
     after = registry.register(root, "big", model, {"metrics": {"accuracy": 0.9}}, GATE)  # the lock was released
@@ -148,8 +149,8 @@ def test_full_disk_under_a_stage_gives_one_line_and_no_half_written_file(tmp_pat
     assert sum(v.nbytes for v in mnist_sample.values()) > 2**20  # bigger than the disk
     (full_disk / "raw.npz").write_bytes(b"the last good output\n")  # what a failed run must leave alone
     guard(full_disk / "raw.npz")
-    write_params(tmp_path, {"data": {"dataset": "mnist", "source": "path", "path": str(tmp_path / "input.npz"),
-                                     "out_dir": str(full_disk)}})
+    write_params(tmp_path, {"data": {"dataset": "mnist", "source": "path", "path": str(tmp_path / "input.npz")},
+                            "paths": {"raw": str(full_disk)}})
     done = run_stage("fetch")
     assert done.returncode == 1
     errors = [line for line in done.stderr.splitlines() if line.startswith("error:")]

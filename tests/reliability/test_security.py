@@ -6,9 +6,9 @@ from pathlib import Path
 
 import pytest
 
-from conftest import write_params
-from tasks import registry
-from tasks.errors import PipelineError
+from mnist_pipeline import registry
+from mnist_pipeline.errors import PipelineError
+from tests.harness import write_params
 
 pytestmark = pytest.mark.bad_input
 TRAVERSALS = ["../../escape", "/etc/passwd", "a/b", "..", "x\nname", "Model"]

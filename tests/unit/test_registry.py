@@ -12,9 +12,9 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from conftest import stage_env
-from tasks import registry
-from tasks.errors import PipelineError
+from mnist_pipeline import registry
+from mnist_pipeline.errors import PipelineError
+from tests.harness import stage_env
 
 GATE = registry.Gate(min_accuracy=0.9, tolerance=0.01)
 
@@ -96,18 +96,18 @@ def test_cli_list_show_predict(tmp_path: Path, mnist_sample):
     registry.register(root, "mlp_500", fake_model(tmp_path), record(0.95), GATE)
     np.savez(tmp_path / "digits.npz", x=mnist_sample["x_test"][:5])
 
-    def cli(*args: str) -> subprocess.CompletedProcess:
-        return subprocess.run([sys.executable, "-m", "tasks.registry_cli", *args, "--root", str(root)],
+    def cli(*args: str, group: tuple[str, ...] = ("registry",)) -> subprocess.CompletedProcess:
+        return subprocess.run([sys.executable, "-m", "mnist_cli", *group, *args, "--root", str(root)],
                               capture_output=True, text=True, env=stage_env())
 
     listed = cli("list")
     assert listed.returncode == 0 and "mlp_500@v1" in listed.stdout and "champion" in listed.stdout
     shown = json.loads(cli("show", "mlp_500@champion").stdout)
     assert shown["version"] == "v1" and shown["blessed"] is True
-    predicted = json.loads(cli("predict", "mlp_500@v1", str(tmp_path / "digits.npz"), "--json").stdout)
+    predicted = json.loads(cli("mlp_500@v1", str(tmp_path / "digits.npz"), "--json", group=("predict",)).stdout)
     assert len(predicted["predictions"]) == 5 and all(0 <= p["label"] <= 9 for p in predicted["predictions"])
     missing = cli("show", "mlp_500@v7")
     assert missing.returncode == 1 and missing.stderr.startswith("error: no version mlp_500@v7")
-    helped = subprocess.run([sys.executable, "-m", "tasks.registry_cli", "--help"], capture_output=True, text=True,
+    helped = subprocess.run([sys.executable, "-m", "mnist_cli", "registry", "--help"], capture_output=True, text=True,
                             env=stage_env())
-    assert helped.returncode == 0 and "predict" in helped.stdout and "rollback" in helped.stdout
+    assert helped.returncode == 0 and "verify" in helped.stdout and "rollback" in helped.stdout

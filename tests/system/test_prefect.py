@@ -7,10 +7,11 @@ import re
 import subprocess
 from pathlib import Path
 
+import pytest
 import yaml
 
-from conftest import ROOT, prefect, stage_env, versions
-from flows.train_mnist import stage_names
+from mnist_pipeline.orchestration import stage_names
+from tests.harness import ROOT, prefect, stage_env, versions
 
 TINY = ["-p", "model=mlp_500", "-p", "epochs=1", "-p", "max_train_images=500"]
 
@@ -44,12 +45,25 @@ def test_deployment_run_registers_a_version_with_lineage(prefect_env, served: Pa
                               text=True).stdout.count("\n") > 1  # the run's workspace is gone
 
 
-def test_failed_run_registers_nothing(prefect_env, served: Path):
-    before = {m.name: versions(served, m.name) for m in (served / "registry").iterdir() if m.is_dir()}
-    run = prefect(prefect_env, "deployment", "run", "train-mnist/mnist", "-p", "model=resnet", "--watch", cwd=served)
+def registered(repo: Path) -> dict[str, list[str]]:
+    folder = repo / "registry"
+    return {m.name: versions(repo, m.name) for m in folder.iterdir() if m.is_dir()} if folder.is_dir() else {}
+
+
+@pytest.mark.parametrize("model", ["resnet", "linear_regression"])
+def test_failed_run_registers_nothing(prefect_env, served: Path, model: str):
+    """A model that is not a catalogue classifier (the single-neuron demo is its own stage now, not an entry)
+    is refused before any stage runs, with the stages' one-line reason in the flow run's log; nothing is
+    registered. (Runs alone too: it does not need an earlier test's registry folder.)"""
+    before = registered(served)
+    run = prefect(prefect_env, "deployment", "run", "train-mnist/mnist", "-p", f"model={model}", "--watch",
+                  cwd=served)
     assert run.returncode != 0
-    after = {m.name: versions(served, m.name) for m in (served / "registry").iterdir() if m.is_dir()}
-    assert after == before
+    flow_run_id = re.search(r"UUID: ([0-9a-f-]{36})", run.stdout).group(1)
+    logs = prefect(prefect_env, "flow-run", "logs", flow_run_id)
+    assert f"unknown model '{model}'" in logs.stdout, logs.stdout[-3000:]
+    assert "Running stage" not in logs.stdout and "dvc repro" not in logs.stdout
+    assert registered(served) == before
 
 
 def test_flow_stages_are_dvc_stages_in_dependency_order():

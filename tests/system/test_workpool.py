@@ -9,8 +9,8 @@ from pathlib import Path
 
 import yaml
 
-from conftest import ROOT, make_repo, prefect, prefect_server, versions
 from flows.serve import specs
+from tests.harness import ROOT, make_repo, prefect, prefect_server, versions
 
 POOL = "mnist-pool"
 

@@ -10,8 +10,8 @@ from pathlib import Path
 
 import pytest
 
-from conftest import ROOT, stage_env
-from tasks.train import choose_strategy
+from mnist_pipeline.training import choose_strategy
+from tests.harness import ROOT, stage_env
 
 # Logical devices must be set before TensorFlow initialises, so the mirrored run gets a fresh Python.
 MIRRORED_RUN = """
@@ -24,9 +24,9 @@ import tensorflow as tf
 cpus = tf.config.list_physical_devices("CPU")
 tf.config.set_logical_device_configuration(cpus[0], [tf.config.LogicalDeviceConfiguration()] * 2)
 import keras, yaml
-from tasks import sources
+from mnist_pipeline.data import sources
 from tasks.models import model_spec
-from tasks.train import choose_strategy, fit, save_model
+from mnist_pipeline.training import choose_strategy, fit, save_model
 
 names = [device.name for device in tf.config.list_logical_devices("CPU")]
 strategy, described = choose_strategy(names)

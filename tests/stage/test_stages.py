@@ -7,8 +7,8 @@ from pathlib import Path
 
 import numpy as np
 
-from conftest import write_params
-from tasks.files import load_npz
+from mnist_pipeline.files import load_npz
+from tests.harness import write_params
 
 
 def last_error(stderr: str) -> str:
@@ -65,7 +65,7 @@ def test_prepare_refuses_unknown_model(tmp_path: Path, run_stage):
     write_params(tmp_path, {"train": {"model": "resnet"}})
     assert run_stage("fetch").returncode == 0 and run_stage("validate").returncode == 0
     result = run_stage("prepare")
-    assert result.returncode == 1 and "unknown train.model 'resnet'" in last_error(result.stderr)
+    assert result.returncode == 1 and "unknown model 'resnet'" in last_error(result.stderr)
     assert not (tmp_path / "data/prepared").exists()
 
 

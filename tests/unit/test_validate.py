@@ -5,9 +5,9 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from tasks.config import ValidateParams
-from tasks.errors import PipelineError
-from tasks.validate import validate_arrays
+from mnist_pipeline.config import ValidateParams
+from mnist_pipeline.data.validation import validate_arrays
+from mnist_pipeline.errors import PipelineError
 
 PARAMS = ValidateParams()
 

@@ -9,7 +9,7 @@ from pathlib import Path
 import pytest
 import yaml
 
-from conftest import dvc, make_repo, stage_env
+from tests.harness import dvc, make_repo, stage_env
 
 QUICK = {"data": {"dataset": "mnist"},
          "train": {"model": "softmax_regression", "epochs": 1, "max_train_images": 500}}

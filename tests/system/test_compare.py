@@ -14,7 +14,7 @@ import psutil
 import pytest
 import yaml
 
-from conftest import dvc, make_repo, stage_env
+from tests.harness import dvc, make_repo, stage_env
 
 
 def safe_pgid(pid: int) -> int | None:
@@ -35,14 +35,14 @@ def catalogue(repo: Path) -> dict:
 def test_compare_killed_mid_run_then_retry_failed_finishes_from_the_right_params(tmp_path: Path):
     repo = make_repo(tmp_path)
     base = (repo / "params.yaml").read_text()
-    args = [sys.executable, "-m", "tasks.compare", "--dataset", "mnist", "--models", "mlp_500",
+    args = [sys.executable, "-m", "mnist_cli", "compare", "--dataset", "mnist", "--models", "mlp_500",
             "--set", "train.epochs=1"]
     first = subprocess.Popen(args, cwd=repo, env=stage_env(), stdout=subprocess.PIPE, stderr=subprocess.STDOUT,
                              text=True, start_new_session=True)
     deadline = time.monotonic() + 600
     second_log = repo / "reports/mnist/logs/mlp_500.log"
     # wait until the unscaled run is saved and the scaled run's `dvc exp run` is training
-    while not ("Running stage 'train'" in (second_log.read_text() if second_log.is_file() else "")):
+    while "Running stage 'train'" not in (second_log.read_text() if second_log.is_file() else ""):
         assert first.poll() is None, first.stdout.read()
         assert time.monotonic() < deadline, "the second configuration never started training"
         time.sleep(0.5)
@@ -89,7 +89,7 @@ def test_compare_refuses_unknown_models_and_malformed_set(tmp_path: Path):
     repo = make_repo(tmp_path)
     for extra, message in ((["--models", "mlp_9000"], "error: unknown models ['mlp_9000']"),
                            (["--set", "train.epochs"], "error: --set needs KEY=VALUE, got 'train.epochs'")):
-        run = subprocess.run([sys.executable, "-m", "tasks.compare", *extra], cwd=repo, env=stage_env(),
+        run = subprocess.run([sys.executable, "-m", "mnist_cli", "compare", *extra], cwd=repo, env=stage_env(),
                              capture_output=True, text=True, timeout=120)
         assert run.returncode == 1 and message in run.stderr, run.stderr
     assert not (repo / "reports/mnist/catalogue.json").exists()

@@ -3,8 +3,8 @@
 from __future__ import annotations
 
 import json
-import re
 import os
+import re
 import signal
 import subprocess
 import sys
@@ -13,7 +13,7 @@ from pathlib import Path
 
 import pytest
 
-from conftest import stage_env, write_params
+from tests.harness import ROOT, stage_env, write_params
 
 QUICK = {"train": {"model": "mlp_500", "epochs": 2, "max_train_images": 1000}}
 
@@ -82,13 +82,37 @@ def test_killed_training_resumes_from_checkpoint(data_dir: Path, tmp_path: Path,
     process.wait()
     assert not (folder / "model/model.keras").exists()  # nothing half-written
 
+    before = json.loads(next((folder / "checkpoints").glob("*.epochs.json")).read_text())  # epochs done when killed
     resumed = run_stage("train", folder)
     assert resumed.returncode == 0, resumed.stderr[-2000:]
     assert "resuming mlp_500 from the checkpoint" in resumed.stderr
     record = json.loads((folder / "model/train.json").read_text())
-    assert 1 <= record["epochs_run"] < 20  # only the epochs that were left
+    # the whole history: the epochs before the kill and those after the resume (it used to hold only the latter)
+    assert record["epochs_run"] == 20 and len(record["history"]["loss"]) == 20 == len(record["history"]["val_loss"])
+    assert record["history"]["loss"][0] == before[0]["loss"]  # epoch 1 ran before the kill
+    assert record["stopped_by"] == "all 20 epochs"
     assert (folder / "model/model.keras").is_file()
-    assert not list((folder / "checkpoints").glob("*/training_metadata.json"))  # removed after success
+    assert not list((folder / "checkpoints").iterdir())  # backup and epoch log removed after success
+
+
+def test_train_refuses_data_prepared_in_another_layout(data_dir: Path, tmp_path: Path, run_stage):
+    """train checks the layout prepare recorded, not the catalogue's: flat data for the cnn is one line."""
+    folder = workspace(data_dir, tmp_path, {"prepare": {"layout": "flat"}, "train": {"model": "cnn", "epochs": 1}})
+    done = run_stage("train", folder)
+    errors = [line for line in done.stderr.splitlines() if line.startswith("error:")]
+    assert done.returncode == 1 and len(errors) == 1, done.stderr[-2000:]
+    assert "the prepared data is laid out 'flat' but cnn (kind cnn) takes 'image'" in errors[0]
+    assert not (folder / "model").exists()
+
+
+def test_timings_go_where_params_say(data_dir: Path, tmp_path: Path, run_stage):
+    """paths.timings moves the writers too (every stage's entry), not only the report's reader."""
+    folder = workspace(data_dir, tmp_path, {**QUICK, "paths": {"timings": "elsewhere/times"}})
+    run_all(folder, run_stage, ("train", "evaluate", "report"))
+    assert sorted(p.name for p in (folder / "elsewhere/times").iterdir()) == ["evaluate.json", "report.json",
+                                                                             "train.json"]
+    assert not (folder / "timings").exists()
+    assert "| train |" in (folder / "reports/mnist/mlp_500/report.md").read_text()
 
 
 HOSTILE = "<img src=x onerror=alert(1)> | [click](javascript:alert(1)) # not a heading"
@@ -117,4 +141,4 @@ def test_report_sections_images_and_numbers(data_dir: Path, tmp_path: Path, run_
 def _models() -> dict:
     import yaml
 
-    return yaml.safe_load((Path(__file__).resolve().parents[1] / "params.yaml").read_text())["models"]
+    return yaml.safe_load((ROOT / "params.yaml").read_text())["models"]

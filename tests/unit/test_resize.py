@@ -6,7 +6,7 @@ import cv2
 import numpy as np
 import pytest
 
-from tasks.resize import resize_gray_to_rgb
+from mnist_pipeline.images import resize_gray_to_rgb
 
 
 @pytest.mark.parametrize("batch", [1, 7, 128])

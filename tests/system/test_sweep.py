@@ -9,7 +9,7 @@ from pathlib import Path
 
 import pytest
 
-from conftest import prefect, versions
+from tests.harness import ROOT, prefect, versions
 
 SMALL = {"dataset": "mnist", "epochs": 1, "max_train_images": 500}
 
@@ -51,7 +51,7 @@ def test_sweep_on_a_local_cluster_matches_one_after_another_and_a_failure_fails_
     assert (served / "reports/mnist/sweeps/par/leaderboard.png").stat().st_size > 1000
 
     # the same configurations one after another, from the CLI: the same metrics
-    cli = [sys.executable, "-m", "flows.sweep", "--models", "deep_relu", "--grid", "learning_rate=0.001",
+    cli = [sys.executable, "-m", "mnist_cli", "sweep", "--models", "deep_relu", "--grid", "learning_rate=0.001",
            "--base", "lee_ce_relu", "--name", "seq", "--epochs", "1", "--max-train-images", "500", "--workers", "0"]
     again = subprocess.run(cli, cwd=served, env=prefect_env, capture_output=True, text=True, timeout=900)
     assert again.returncode == 0, again.stdout[-3000:] + again.stderr[-3000:]
@@ -71,8 +71,8 @@ def test_sweep_on_a_local_cluster_matches_one_after_another_and_a_failure_fails_
     (["--grid", "activation=relu", "--name", "../x"], "is not a slug"),
 ])
 def test_bad_sweeps_are_refused_before_anything_runs(tmp_path: Path, args: list[str], message: str):
-    root = Path(__file__).resolve().parents[1]
-    run = subprocess.run([sys.executable, "-m", "flows.sweep", *args], cwd=root, capture_output=True, text=True,
+    root = ROOT
+    run = subprocess.run([sys.executable, "-m", "mnist_cli", "sweep", *args], cwd=root, capture_output=True, text=True,
                          timeout=120, env={"PATH": str(Path(sys.executable).parent) + ":/usr/bin:/bin",
                                            "PREFECT_API_URL": "http://127.0.0.1:9/api", "HOME": str(tmp_path)})
     assert run.returncode == 1 and message in run.stderr and run.stderr.count("\n") == 1, run.stderr

@@ -7,9 +7,16 @@ import math
 import numpy as np
 import pytest
 
-from tasks.config import PrepareParams
-from tasks.errors import PipelineError
-from tasks.prepare import encode_labels, normalize, prepare_arrays, reshape, resolve, stratified_val_split
+from mnist_pipeline.config import PrepareParams
+from mnist_pipeline.data.preparation import (
+    choose_encoding,
+    encode_labels,
+    normalize,
+    prepare_arrays,
+    reshape,
+    stratified_val_split,
+)
+from mnist_pipeline.errors import PipelineError
 
 
 def test_normalize_to_unit_float32(small_raw):
@@ -70,10 +77,14 @@ def test_prepare_arrays_shapes(small_raw):
     assert np.array_equal(out["x_val"], normalize(small_raw["x_train"]).reshape(600, -1)[out["val_index"]])
 
 
-def test_resolve_follows_the_model():
-    assert resolve(PrepareParams(), "mlp_500") == ("flat", "onehot")
-    assert resolve(PrepareParams(), "cnn") == ("image", "onehot")
-    assert resolve(PrepareParams(), "fashion_mlp_128") == ("image", "sparse")
-    assert resolve(PrepareParams(layout="flat", labels="sparse"), "cnn") == ("flat", "sparse")
-    with pytest.raises(PipelineError, match="unknown train.model 'resnet'"):
-        resolve(PrepareParams(), "resnet")
+def test_encoding_follows_the_models_kind_and_loss():
+    from mnist_pipeline.catalogue import input_of
+
+    assert choose_encoding(PrepareParams(), input_of("dense", "mse")) == ("flat", "onehot")
+    assert choose_encoding(PrepareParams(), input_of("cnn", "categorical_crossentropy")) == ("image", "onehot")
+    assert choose_encoding(PrepareParams(), input_of("vgg16", "categorical_crossentropy")) == ("image", "onehot")
+    assert choose_encoding(PrepareParams(), input_of("dense", "sparse_categorical_crossentropy")) == ("flat", "sparse")
+    assert choose_encoding(PrepareParams(layout="flat", labels="sparse"),
+                           input_of("cnn", "categorical_crossentropy")) == ("flat", "sparse")
+    with pytest.raises(PipelineError, match="unknown model kind 'resnet'"):
+        input_of("resnet", "mse")

@@ -8,8 +8,8 @@ from pathlib import Path
 import pytest
 import yaml
 
-from conftest import dvc, make_repo
-from tasks.files import load_npz
+from mnist_pipeline.files import load_npz
+from tests.harness import dvc, make_repo
 
 STAGES = ("fetch", "validate", "prepare", "resize", "features", "train", "evaluate", "report")
 

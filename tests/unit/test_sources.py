@@ -8,9 +8,9 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from tasks import sources
-from tasks.errors import PipelineError
-from tasks.files import save_npz
+from mnist_pipeline.data import sources
+from mnist_pipeline.errors import PipelineError
+from mnist_pipeline.files import save_npz
 
 
 def idx_bytes(array: np.ndarray) -> bytes:
@@ -80,8 +80,8 @@ def test_debian_fashion_mnist_is_complete(fashion):
 
 
 def test_auto_source_order(tmp_path: Path):
-    from tasks.config import DataParams
-    from tasks.fetch import choose_source
+    from mnist_pipeline.config import DataParams
+    from mnist_pipeline.data.sources import choose_source
 
     assert choose_source(DataParams(path="x.npz")) == "path"
     assert choose_source(DataParams(dataset="fashion_mnist", cache_dir=str(tmp_path))) == "offline"

@@ -2,26 +2,35 @@
 
 from __future__ import annotations
 
-from pathlib import Path
-
 import numpy as np
 import pytest
 import yaml
 
-from tasks.catalogue import CATALOGUE, model_input
-from tasks.config import EvaluateParams
-from tasks.errors import PipelineError
-from tasks.evaluate import audit_metric, class_ids, diagnose, per_class, top1
-from tasks.models import build_model, model_spec
-from tasks.prepare import prepare_arrays
-from tasks.train import match_labels, predict_splits
+from mnist_pipeline.catalogue import input_of, model_input, model_spec
+from mnist_pipeline.config import EvaluateParams
+from mnist_pipeline.data.preparation import prepare_arrays
+from mnist_pipeline.errors import PipelineError
+from mnist_pipeline.metrics import audit_metric, class_ids, diagnose, per_class, top1
+from mnist_pipeline.models import build_model
+from mnist_pipeline.training import match_labels, predict_splits, sample_rows
+from tests.harness import ROOT  # noqa: E402
 
-ROOT = Path(__file__).resolve().parents[1]
 MODELS = yaml.safe_load((ROOT / "params.yaml").read_text())["models"]
 
 
-def test_catalogue_and_params_agree():
-    assert set(MODELS) == set(CATALOGUE)
+def test_catalogue_is_one_source():
+    """Every entry says its kind and loss, and they alone decide what the data stages make for it: a renamed
+    entry (or a sweep's grid point written into params) takes what its kind and loss say, whatever its name."""
+    for name, entry in MODELS.items():
+        assert {"kind", "loss"} <= set(entry), name
+    assert model_input(MODELS, "cnn") == input_of("cnn", "categorical_crossentropy")
+    assert model_input(MODELS, "fashion_mlp_128").labels == "sparse"
+    renamed = {"my_vgg": MODELS["vgg16_transfer"],
+               "x--y": {**MODELS["mlp_500"], "loss": "sparse_categorical_crossentropy"}}
+    assert model_input(renamed, "my_vgg").layout == "rgb"
+    assert model_input(renamed, "x--y") == input_of("dense", "sparse_categorical_crossentropy")
+    with pytest.raises(PipelineError, match="must say its kind"):
+        model_input({"odd": {"loss": "mse"}}, "odd")
 
 
 @pytest.mark.parametrize("name", sorted(MODELS))
@@ -30,18 +39,12 @@ def test_entry_builds_and_trains_one_epoch(name: str, small_raw):
 
     spec = model_spec(MODELS, name).model_copy(update={"epochs": 1})
     keras.utils.set_random_seed(0)
-    if spec.kind == "linear":
-        model = build_model(spec, (1,))
-        history = model.fit(np.arange(6, dtype=np.float32), np.arange(6, dtype=np.float32) * 2 - 1, verbose=0)
-        assert np.isfinite(history.history["loss"][0])
-        return
-    needs = model_input(name)
+    needs = model_input(MODELS, name)
     layout = "flat" if needs.layout == "flat" else "image"
     data = prepare_arrays(small_raw, layout, needs.labels, 0.1, seed=0)
     x_train, x_val = data["x_train"], data["x_val"]
     if spec.kind == "vgg16":  # the head trains on 512-d features of the frozen base
-        from tasks.features import extract, vgg16_base
-        from tasks.resize import resize_gray_to_rgb
+        from mnist_pipeline.images import extract, resize_gray_to_rgb, vgg16_base
 
         base = vgg16_base("none", 48)
         x_train = extract(base, resize_gray_to_rgb(small_raw["x_train"][data["train_index"]][:64], 48), 32)
@@ -57,7 +60,7 @@ def test_entry_builds_and_trains_one_epoch(name: str, small_raw):
 
 
 def test_unknown_model_and_bad_spec_are_named():
-    with pytest.raises(PipelineError, match="unknown train.model 'resnet'"):
+    with pytest.raises(PipelineError, match="unknown model 'resnet'"):
         model_spec(MODELS, "resnet")
     with pytest.raises(PipelineError, match=r"mlp_500\.activaton"):
         model_spec({"mlp_500": {"activaton": "relu"}}, "mlp_500")
@@ -89,31 +92,29 @@ def test_predictions_keras_figures_and_evaluate(name: str, small_raw):
     import keras
     from sklearn.metrics import confusion_matrix, precision_recall_fscore_support
 
-    from tasks.config import TrainParams
-    from tasks.evaluate import evaluate_classifier
+    from mnist_pipeline.metrics import evaluate_classifier
 
     spec = model_spec(MODELS, name).model_copy(update={"epochs": 1})
-    data = prepare_arrays(small_raw, "flat", model_input(name).labels, 0.1, seed=0)
+    data = prepare_arrays(small_raw, "flat", model_input(MODELS, name).labels, 0.1, seed=0)
     keras.utils.set_random_seed(0)
     model = build_model(spec, (784,))
     y_train = match_labels(data["y_train"], spec.sparse_labels)
     model.fit(data["x_train"], y_train, epochs=1, verbose=0)
     y_test = match_labels(data["y_test"], spec.sparse_labels)
     expected = model.evaluate(data["x_test"], y_test, verbose=0, return_dict=True)
-    fitted = {"x_train": data["x_train"], "x_val": data["x_val"], "train_rows": np.arange(len(data["x_train"]))}
+    sample = sample_rows(len(data["x_train"]), 100, seed=42)
+    inputs = {"test": data["x_test"], "val": data["x_val"], "train": data["x_train"][sample]}
 
-    probs, keras_test = predict_splits(model, spec, TrainParams(predict_train_images=100), fitted,
-                                       data["x_test"], y_test)
+    probs, keras_test = predict_splits(model, spec, inputs, y_test, batch_size=512)
     assert keras_test["value"] == pytest.approx(expected[spec.metric], abs=1e-6)
     # the loss of the predicted probabilities (clipped at Keras' epsilon); model.evaluate works from the
     # logits and differs where outputs saturate, so the loss is checked against Keras' loss function
     by_function = keras.ops.convert_to_numpy(keras.losses.get(spec.loss)(y_test, probs["test"]))
     assert keras_test["loss"] == pytest.approx(float(np.mean(by_function)), rel=1e-6)
-    assert len(probs["train"]) == 100 and list(probs["train_rows"]) == sorted(set(probs["train_rows"]))
-    again, _ = predict_splits(model, spec, TrainParams(predict_train_images=100), fitted, data["x_test"], y_test)
-    assert np.array_equal(again["train_rows"], probs["train_rows"])
+    assert len(probs["train"]) == 100 and list(sample) == sorted(set(sample))
+    assert np.array_equal(sample_rows(len(data["x_train"]), 100, seed=42), sample)  # seeded
 
-    truth = {"train": class_ids(data["y_train"])[probs["train_rows"]], "val": class_ids(data["y_val"]),
+    truth = {"train": class_ids(data["y_train"])[sample], "val": class_ids(data["y_val"]),
              "test": class_ids(data["y_test"])}
     trained = {"spec": spec.model_dump(), "keras_on_test": keras_test,
                "predicted_train_images": [100, len(data["x_train"])]}
@@ -126,7 +127,8 @@ def test_predictions_keras_figures_and_evaluate(name: str, small_raw):
     assert [c["recall"] for c in result["per_class"]] == pytest.approx(list(recall))
     assert [c["f1"] for c in result["per_class"]] == pytest.approx(list(f1))
     assert [c["support"] for c in result["per_class"]] == list(support)
-    assert result["confusion"] == confusion_matrix(truth["test"], probs["test"].argmax(1), labels=list(range(10))).tolist()
+    expected = confusion_matrix(truth["test"], probs["test"].argmax(1), labels=list(range(10)))
+    assert result["confusion"] == expected.tolist()
 
 
 def test_per_class_with_classes_never_predicted_or_absent():

@@ -10,10 +10,10 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from conftest import stage_env
-from tasks import registry
-from tasks.errors import PipelineError
-from tasks.images import mnist_style, read_gray
+from mnist_pipeline import registry
+from mnist_pipeline.errors import PipelineError
+from mnist_pipeline.images import mnist_style, read_gray
+from tests.harness import stage_env
 
 GATE = registry.Gate(min_accuracy=0.0, tolerance=1.0)
 N_PHOTOS = 120
@@ -50,8 +50,9 @@ def trained(mnist_sample, tmp_path_factory) -> tuple[Path, float]:
     import keras
     import yaml
 
-    from conftest import ROOT
-    from tasks.models import build_model, model_spec
+    from mnist_pipeline.catalogue import model_spec
+    from mnist_pipeline.models import build_model
+    from tests.harness import ROOT
 
     folder = tmp_path_factory.mktemp("registry")
     keras.utils.set_random_seed(0)
@@ -67,7 +68,7 @@ def trained(mnist_sample, tmp_path_factory) -> tuple[Path, float]:
 
 
 def cli(root: Path, *args: str) -> subprocess.CompletedProcess:
-    return subprocess.run([sys.executable, "-m", "tasks.registry_cli", "predict", "--root", str(root), *args],
+    return subprocess.run([sys.executable, "-m", "mnist_cli", "predict", "--root", str(root), *args],
                           capture_output=True, text=True, env=stage_env(), timeout=600)
 
 
@@ -149,7 +150,8 @@ def test_single_bad_file_and_missing_path(trained, tmp_path: Path):
     root, _ = trained
     (tmp_path / "x.png").write_text("hello")
     done = cli(root, "cnn@v1", str(tmp_path / "x.png"))
-    assert done.returncode == 1 and done.stderr.strip() == f"error: {tmp_path / 'x.png'}: not an image (PNG or JPEG expected)"
+    expected = f"error: {tmp_path / 'x.png'}: not an image (PNG or JPEG expected)"
+    assert done.returncode == 1 and done.stderr.strip() == expected
     missing = cli(root, "cnn@v1", str(tmp_path / "nope"))
     assert missing.returncode == 1 and missing.stderr.strip() == f"error: {tmp_path / 'nope'}: no such file or folder"
 
@@ -184,24 +186,25 @@ def test_model_carrying_code_is_refused(tmp_path: Path, mnist_sample):
 
 
 def test_vgg16_head_predicts_through_the_resize_and_features_stages_code(mnist_sample, tmp_path: Path):
-    """The 48x48 RGB path: same pixels and features as the resize and features stages make."""
+    """The 48x48 RGB path: same pixels and features as the resize and features stages make. Any entry of kind
+    vgg16 takes it, whatever its name (here a sweep variant's; predict used to know only 'vgg16_transfer')."""
     import keras
 
-    from tasks.features import extract, vgg16_base
-    from tasks.resize import resize_gray_to_rgb
+    from mnist_pipeline.images import extract, resize_gray_to_rgb, vgg16_base
 
     params = {"resize": {"size": 48, "interpolation": "linear"}, "features": {"weights": "none", "seed": 5},
-              "prepare": {"normalize": True}, "train": {"model": "vgg16_transfer"}}
+              "prepare": {"normalize": True}, "train": {"model": "vgg16_transfer--grid-do0p3"}}
     images = mnist_sample["x_test"][:40]
     keras.utils.set_random_seed(5)
     stage_features = extract(vgg16_base("none", 48), resize_gray_to_rgb(images, 48), 256)
     keras.utils.set_random_seed(0)
     head = keras.Sequential([keras.Input((stage_features.shape[1],)), keras.layers.Dense(10, activation="softmax")])
     head.save(tmp_path / "head.keras")
-    registry.register(tmp_path / "reg", "vgg16_transfer", tmp_path / "head.keras",
-                      {"metrics": {"accuracy": 0.5}, "params": params}, GATE)
+    registry.register(tmp_path / "reg", "vgg16_transfer--grid-do0p3", tmp_path / "head.keras",
+                      {"metrics": {"accuracy": 0.5}, "params": params,
+                       "model_spec": {"kind": "vgg16", "loss": "categorical_crossentropy"}}, GATE)
     np.savez(tmp_path / "digits.npz", x=images)
-    done = cli(tmp_path / "reg", "vgg16_transfer@v1", str(tmp_path / "digits.npz"), "--json")
+    done = cli(tmp_path / "reg", "vgg16_transfer--grid-do0p3@v1", str(tmp_path / "digits.npz"), "--json")
     assert done.returncode == 0, done.stderr
     rows = json.loads(done.stdout)["predictions"]
     expected = head.predict(stage_features, verbose=0)

@@ -1,0 +1,55 @@
+"""params.yaml parsing: unknown keys and wrong types fail loudly, naming the key."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+
+from mnist_pipeline.config import DataParams, PrepareParams, parse_section, read_params
+from mnist_pipeline.errors import PipelineError
+from tests.harness import ROOT  # noqa: E402
+
+
+def test_repository_params_parse():
+    params = read_params(ROOT / "params.yaml")
+    assert parse_section(params, "data", DataParams).dataset == "mnist"
+    assert parse_section(params, "prepare", PrepareParams).val_fraction == 0.1
+
+
+def test_unknown_key_is_named():
+    with pytest.raises(PipelineError, match=r"data\.datset"):
+        parse_section({"data": {"datset": "mnist"}}, "data", DataParams)
+
+
+def test_wrong_type_is_named():
+    with pytest.raises(PipelineError, match=r"prepare\.val_fraction"):
+        parse_section({"prepare": {"val_fraction": "a tenth"}}, "prepare", PrepareParams)
+
+
+def test_unknown_dataset_is_refused():
+    with pytest.raises(PipelineError, match=r"data\.dataset"):
+        parse_section({"data": {"dataset": "cifar10"}}, "data", DataParams)
+
+
+def test_missing_section_is_refused():
+    """A missing section is an error naming it, not a silent set of defaults."""
+    with pytest.raises(PipelineError, match="params section 'prepare' is missing"):
+        parse_section({"data": {}}, "prepare", PrepareParams)
+
+
+def test_paths_have_no_defaults_and_name_every_file():
+    """Folders are named once, in params.yaml's `paths`; the layout names the files in them."""
+    from mnist_pipeline.layout import Layout, Paths
+
+    params = read_params(ROOT / "params.yaml")
+    layout = Layout.from_params(params)
+    assert str(layout.raw_data) == "data/raw/raw.npz" and str(layout.metrics) == "evaluation/metrics.json"
+    assert str(layout.report("mnist", "cnn")) == "reports/mnist/cnn/report.md"
+    with pytest.raises(PipelineError, match=r"paths\.raw"):
+        parse_section({"paths": {k: v for k, v in params["paths"].items() if k != "raw"}}, "paths", Paths)
+
+
+def test_missing_params_file(tmp_path: Path):
+    with pytest.raises(PipelineError, match="params file not found"):
+        read_params(tmp_path / "params.yaml")

@@ -1,0 +1,151 @@
+"""The project's shape: one source for paths, dvc.yaml's code deps are the code each stage runs, the
+committed dvc.lock describes the committed code, and the stages' and the CLI's help."""
+
+from __future__ import annotations
+
+import ast
+import json
+import re
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+import yaml
+
+from mnist_pipeline.layout import Layout
+from tests.harness import ROOT, stage_env
+
+DVC_YAML = yaml.safe_load((ROOT / "dvc.yaml").read_text())
+STAGES = list(DVC_YAML["stages"])
+OURS = ("mnist_pipeline", "tasks")
+
+
+def module_file(name: str) -> Path | None:
+    for candidate in (ROOT / (name.replace(".", "/") + ".py"), ROOT / name.replace(".", "/") / "__init__.py"):
+        if candidate.is_file():
+            return candidate
+    return None
+
+
+def imported(path: Path) -> set[str]:
+    """Every module of ours that `path` imports, at the top or inside a function (lazy imports count)."""
+    names = set()
+    for node in ast.walk(ast.parse(path.read_text())):
+        if isinstance(node, ast.Import):
+            names |= {alias.name for alias in node.names}
+        elif isinstance(node, ast.ImportFrom) and node.module and node.level == 0:
+            names |= {node.module} | {f"{node.module}.{alias.name}" for alias in node.names}
+    return {name for name in names if name.split(".")[0] in OURS}
+
+
+def code_closure(module: str) -> set[str]:
+    """The files of our code that running `module` can execute: its imports, theirs, and their packages."""
+    seen: set[Path] = set()
+    todo = [module]
+    while todo:
+        name = todo.pop()
+        path = module_file(name)
+        if path is None or path in seen:
+            continue
+        seen.add(path)
+        parts = name.split(".")
+        todo += [".".join(parts[:i]) for i in range(1, len(parts))]  # packages run their __init__
+        todo += sorted(imported(path))
+    return {str(path.relative_to(ROOT)) for path in seen}
+
+
+@pytest.mark.parametrize("stage", STAGES)
+def test_dvc_yaml_code_deps_are_exactly_what_the_stage_runs(stage: str):
+    """Editing shared code re-runs every stage that runs it, and nothing else."""
+    declared = {d for d in DVC_YAML["stages"][stage]["deps"] if d.endswith(".py")}
+    assert declared == code_closure(f"tasks.{stage}"), stage
+
+
+def test_no_path_or_file_name_literals_outside_the_layout():
+    """Folders live in params.yaml `paths`, file names in mnist_pipeline/layout.py: nowhere else in the code."""
+    params = yaml.safe_load((ROOT / "params.yaml").read_text())
+    layout = Layout.from_params(params)
+    names = {Path(getattr(layout, attr)).name for attr in dir(Layout)
+             if isinstance(getattr(Layout, attr), property) and attr != "live_dir"} - {"params.yaml", "dvc.lock"}
+    quoted = [f'"{name}"' for name in sorted(names)] + [f'/{name}"' for name in sorted(names)]
+    quoted += [f'"{folder}' for folder in sorted(params["paths"].values()) if "/" in folder]
+    quoted += [f'"{folder}/' for folder in sorted(params["paths"].values())]
+    pattern = re.compile("|".join(re.escape(x) for x in quoted))
+    offenders = []
+    for folder in ("tasks", "flows", "mnist_cli", "mnist_pipeline"):
+        for path in (ROOT / folder).rglob("*.py"):
+            if path.name in ("layout.py", "registry.py"):  # the pipeline's layout; the registry's own (its docstring)
+                continue
+            for number, line in enumerate(path.read_text().splitlines(), start=1):
+                if pattern.search(line) and not line.lstrip().startswith("#"):
+                    offenders.append(f"{path.relative_to(ROOT)}:{number}: {line.strip()}")
+    assert not offenders, "\n".join(offenders)
+
+
+def test_dvc_yaml_names_the_layouts_files():
+    """The few file names dvc.yaml must spell out (metrics and plots) are the layout's."""
+    layout = Layout.from_params(yaml.safe_load((ROOT / "params.yaml").read_text()))
+    evaluate, train = DVC_YAML["stages"]["evaluate"], DVC_YAML["stages"]["train"]
+    assert next(iter(evaluate["metrics"][0])) == "${paths.evaluation}/" + layout.metrics.name
+    assert next(iter(evaluate["outs"][0])) == "${paths.evaluation}/" + layout.evaluation_record.name
+    assert next(iter(evaluate["plots"][0])) == "${paths.evaluation}/" + layout.confusion_csv.name
+    assert next(iter(train["metrics"][0])) == "${paths.live}/" + layout.live_metrics.name
+    assert "${paths.model}/" + layout.train_record.name in DVC_YAML["stages"]["report"]["deps"]
+
+
+def test_one_stage_one_module_one_params_section():
+    params = yaml.safe_load((ROOT / "params.yaml").read_text())
+    for stage in STAGES:
+        assert (ROOT / "tasks" / f"{stage}.py").is_file()
+        section = "data" if stage == "fetch" else stage
+        assert section in params and section in DVC_YAML["stages"][stage]["params"], stage
+    assert sorted(p.stem for p in (ROOT / "tasks").glob("*.py") if p.stem != "__init__") == sorted(STAGES)
+
+
+def test_committed_dvc_lock_matches_the_code():
+    """A stale dvc.lock no longer describes the code that made the committed outputs: `dvc status` must not
+    find any code dependency of any stage modified. (Missing data outputs, as in a fresh clone, are fine.)"""
+    done = subprocess.run(["dvc", "status", "--json"], cwd=ROOT, env=stage_env(), capture_output=True, text=True,
+                          timeout=300)
+    assert done.returncode == 0, done.stdout + done.stderr
+    stale = []
+    for stage, changes in json.loads(done.stdout or "{}").items():
+        for change in changes:
+            if isinstance(change, dict):
+                for path, state in change.get("changed deps", {}).items():
+                    if path.endswith(".py"):
+                        stale.append(f"{stage}: {path} {state}")
+    assert not stale, "dvc.lock is stale; run the main job (bash scripts/main.sh) and commit dvc.lock: " + \
+        "; ".join(stale)
+
+
+def test_tensorflow_log_level_default_agrees():
+    setup = (ROOT / "scripts/setup.sh").read_text()
+    package = (ROOT / "mnist_pipeline/__init__.py").read_text()
+    in_setup = re.search(r'TF_CPP_MIN_LOG_LEVEL:-(\d)', setup).group(1)
+    in_package = re.search(r'setdefault\("TF_CPP_MIN_LOG_LEVEL", "(\d)"\)', package).group(1)
+    assert in_setup == in_package
+
+
+@pytest.mark.parametrize("stage", STAGES)
+def test_stage_help_runs_nothing(stage: str, tmp_path: Path):
+    """`python -m tasks.<stage> --help` explains the stage and what it reads and writes, and writes nothing."""
+    (tmp_path / "params.yaml").write_text((ROOT / "params.yaml").read_text())
+    (tmp_path / "dvc.yaml").write_text((ROOT / "dvc.yaml").read_text())
+    done = subprocess.run([sys.executable, "-m", f"tasks.{stage}", "--help"], cwd=tmp_path, env=stage_env(),
+                          capture_output=True, text=True, timeout=120)
+    assert done.returncode == 0, done.stderr
+    assert done.stdout.startswith(f"usage: python -m tasks.{stage}") and f"{stage}:" in done.stdout
+    assert "params:" in done.stdout and "outs:" in done.stdout
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["dvc.yaml", "params.yaml"]
+
+
+def test_cli_help_lists_the_subcommands():
+    done = subprocess.run(["mnist", "--help"], env=stage_env(), capture_output=True, text=True, timeout=120)
+    assert done.returncode == 0, done.stderr
+    for command in ("registry", "predict", "compare", "sweep"):
+        assert re.search(rf"^\s+{command}\s", done.stdout, re.M), done.stdout
+        sub = subprocess.run(["mnist", command, "--help"], env=stage_env(), capture_output=True, text=True,
+                             timeout=120)
+        assert sub.returncode == 0 and "Usage: mnist " + command in sub.stdout, sub.stdout + sub.stderr
