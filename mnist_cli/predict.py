@@ -11,7 +11,7 @@ from pathlib import Path
 
 import typer
 
-from mnist_cli.registry import ROOT_OPTION, fail
+from mnist_cli.registry import ROOT_OPTION, fail, one_line
 from mnist_pipeline import registry
 from mnist_pipeline.errors import PipelineError
 
@@ -27,7 +27,7 @@ def predict(ref: str = typer.Argument(..., help="NAME@vN or NAME@champion"),
     fitted into 20x20, centred by centre of mass in 28x28.
 
     A file that cannot be read (not an image, truncated, too large) is reported on its own row and the
-    rest go on; the exit code is then 1.
+    rest go on; the exit code is then 1. A model file whose sha256 is not the registered one is refused.
     """
     from mnist_pipeline import predict as predicting
 
@@ -37,7 +37,7 @@ def predict(ref: str = typer.Argument(..., help="NAME@vN or NAME@champion"),
         items = predicting.collect(inputs)
         if not items:
             raise PipelineError(f"nothing to predict in {', '.join(map(str, inputs))}")
-        model = predicting.load_model(registry.model_path(root, name, number))
+        model = predicting.load_model(registry.checked_model_path(root, name, number, record))
         rows = predicting.predict(model, record, items)
     except PipelineError as exc:
         fail(exc)
@@ -46,15 +46,16 @@ def predict(ref: str = typer.Argument(..., help="NAME@vN or NAME@champion"),
         typer.echo(json.dumps({"model": f"{name}@v{number}", "predictions": rows}, indent=2))
     else:
         typer.echo(f"{name}@v{number}: {len(rows) - len(failed)} predicted, {len(failed)} refused")
-        width = max(len("file"), *(len(row["file"]) for row in rows))
+        width = max(len("file"), *(len(one_line(row["file"])) for row in rows))
         typer.echo(f"{'file'.ljust(width)}  label  probability  top-3")
         for row in rows:
+            file = one_line(row["file"]).ljust(width)
             if "error" in row:
-                typer.echo(f"{row['file'].ljust(width)}  -      -            refused: see below")
+                typer.echo(f"{file}  -      -            refused: see below")
             else:
                 top3 = ", ".join(f"{t['label']} ({t['probability']:.2f})" for t in row["top3"])
-                typer.echo(f"{row['file'].ljust(width)}  {row['label']:<5}  {row['probability']:<11.4f}  {top3}")
+                typer.echo(f"{file}  {row['label']:<5}  {row['probability']:<11.4f}  {top3}")
     for row in failed:
-        typer.echo(f"error: {row['error']}", err=True)
+        typer.echo(f"error: {one_line(row['error'])}", err=True)
     if failed:
         raise typer.Exit(1)

@@ -4,7 +4,7 @@
     mnist registry list                      # every model and version, as a table
     mnist registry show mlp_500@champion     # one version's full record
     mnist registry promote mlp_500@v2        # point champion at v2 by hand
-    mnist registry rollback mlp_500          # champion back to where it was before
+    mnist registry rollback mlp_500          # champion one step back in its history
     mnist registry verify                    # every version intact, every alias valid
 """
 
@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import json
 from pathlib import Path
+from typing import Any
 
 import typer
 
@@ -22,29 +23,43 @@ app = typer.Typer(add_completion=False, no_args_is_help=True, help=__doc__, rich
 ROOT_OPTION = typer.Option(Path("registry"), "--root", help="the registry folder (params.yaml registry.dir)")
 
 
+def one_line(text: str) -> str:
+    """`text` with control characters (a newline in a file name, say) escaped, so it prints as one line."""
+    return "".join(char if char.isprintable() else repr(char)[1:-1] for char in text)
+
+
 def fail(exc: PipelineError) -> None:
-    typer.echo(f"error: {exc}", err=True)
+    typer.echo(f"error: {one_line(str(exc))}", err=True)
     raise typer.Exit(1)
+
+
+def list_row(record: dict[str, Any]) -> list[str]:
+    """One line of `list`: version, accuracy, blessed, aliases, dataset, when (what a record lacks shows as '?')."""
+    metrics = record.get("metrics")
+    accuracy = metrics.get("accuracy") if isinstance(metrics, dict) else None
+    cells = [record["ref"], f"{accuracy:.4f}" if isinstance(accuracy, (int, float)) else "?",
+             "yes" if record.get("blessed") is True else "no", ",".join(record["aliases"]),
+             record.get("dataset", "?"), record.get("registered_at", "?")]
+    return [one_line(str(cell)) for cell in cells]
 
 
 @app.command("list")
 def list_versions(root: Path = ROOT_OPTION) -> None:
-    """Every registered version: accuracy, blessed or not, aliases, dataset, when."""
-    rows = []
-    for folder in sorted(p for p in root.iterdir() if p.is_dir()) if root.is_dir() else []:
-        tags = {v: k for k, v in registry.aliases(root, folder.name).items() if k != "history"}
-        for number in registry.versions(root, folder.name):
-            record = registry.read_record(root, folder.name, number)
-            rows.append([f"{folder.name}@v{number}", f"{record['metrics'].get('accuracy', float('nan')):.4f}",
-                         "yes" if record["blessed"] else "no", tags.get(f"v{number}", ""),
-                         record.get("dataset", "?"), record["registered_at"]])
+    """Every registered version: accuracy, blessed or not, aliases, dataset, when.
+
+    What is not a readable model version (a stray folder, a version without its record) is skipped
+    and named on stderr."""
+    records, skipped = registry.listing(root)
+    for reason in skipped:
+        typer.echo(f"skipped: {one_line(reason)}", err=True)
+    rows = [list_row(record) for record in records]
     if not rows:
         typer.echo(f"no models registered in {root}")
         return
     header = ["version", "accuracy", "blessed", "alias", "dataset", "registered"]
-    widths = [max(len(str(r[i])) for r in [header, *rows]) for i in range(len(header))]
-    for row in [header, *rows]:
-        typer.echo("  ".join(str(cell).ljust(width) for cell, width in zip(row, widths)))
+    widths = [max(len(line[i]) for line in [header, *rows]) for i in range(len(header))]
+    for line in [header, *rows]:
+        typer.echo("  ".join(cell.ljust(width) for cell, width in zip(line, widths)))
 
 
 @app.command()
@@ -68,7 +83,7 @@ def promote(ref: str = typer.Argument(..., help="NAME@vN to become champion"), r
 
 @app.command()
 def rollback(name: str = typer.Argument(..., help="model name"), root: Path = ROOT_OPTION) -> None:
-    """Move the champion alias back to the version it pointed at before its last move."""
+    """Move the champion alias one step back in its history (v3 -> v2 -> v1 on successive rollbacks)."""
     try:
         typer.echo(f"champion -> {registry.rollback(root, name)}")
     except PipelineError as exc:
@@ -80,9 +95,9 @@ def verify(root: Path = ROOT_OPTION) -> None:
     """Check every version is complete and intact (model sha256 as registered) and every alias points at one."""
     problems = registry.verify(root)
     for problem in problems:
-        typer.echo(f"error: {problem}", err=True)
+        typer.echo(f"error: {one_line(problem)}", err=True)
     if problems:
         raise typer.Exit(1)
-    count = sum(len(registry.versions(root, p.name)) for p in root.iterdir() if p.is_dir()) if root.is_dir() else 0
+    count = sum(len(registry.versions(root, folder.name)) for folder in registry.model_folders(root))
     typer.echo(f"ok: {count} versions, all complete and intact")
 

@@ -10,7 +10,8 @@ features stage and predict share.
 
 `read_gray` refuses what should not be decoded: files over a byte limit, images over a pixel
 limit (a decompression bomb: a few KiB of PNG that inflate to gigabytes), non-images and
-truncated images, each with a one-line error naming the file.
+truncated images, each with a one-line error naming the file. It reads 16-bit grayscale PNGs
+(scans) scaled to 0..255, and phones' MPO files (a JPEG plus extra frames) by their first frame.
 """
 
 from __future__ import annotations
@@ -24,11 +25,13 @@ from mnist_pipeline.errors import PipelineError
 
 MAX_FILE_BYTES = 20 * 2**20  # 20 MiB: a phone photo is a few MiB
 MAX_PIXELS = 40_000_000  # 40 megapixels; Pillow's own bomb limit is 89 MP
+FORMATS = ("PNG", "JPEG", "MPO")  # MPO: a phone's JPEG with extra frames after the first (stereo, depth)
+WIDE_MODES = ("I", "I;16", "I;16B", "I;16L", "I;16N")  # Pillow's modes for 16-bit grayscale PNGs
 FIELD, BOX = 28, 20  # MNIST: 28x28 field, digit fitted into 20x20
 
 
 def read_gray(path: Path, max_bytes: int = MAX_FILE_BYTES, max_pixels: int = MAX_PIXELS) -> np.ndarray:
-    """PNG/JPEG file -> uint8 (H, W) grayscale; transparent parts become white paper."""
+    """PNG/JPEG (or MPO) file -> uint8 (H, W) grayscale; transparent parts become white paper."""
     from PIL import Image, ImageOps, UnidentifiedImageError
 
     size = path.stat().st_size
@@ -38,25 +41,33 @@ def read_gray(path: Path, max_bytes: int = MAX_FILE_BYTES, max_pixels: int = MAX
         raise PipelineError(f"{path}: empty file, not an image")
     try:
         with Image.open(path) as image:
-            if image.format not in ("PNG", "JPEG"):
+            if image.format not in FORMATS:
                 raise PipelineError(f"{path}: {image.format} image; only PNG and JPEG are read")
             width, height = image.size
             if width * height > max_pixels:
                 raise PipelineError(f"{path}: {width}x{height} is {width * height:,} pixels, over the limit of "
                                     f"{max_pixels:,} (refused unread: a decompression bomb?)")
-            image.load()  # decode now, inside the try: a truncated file fails here
-            image = ImageOps.exif_transpose(image)  # phone photos store rotation in EXIF
-            if image.mode in ("RGBA", "LA", "PA") or (image.mode == "P" and "transparency" in image.info):
-                rgba = image.convert("RGBA")
-                paper = Image.new("RGBA", rgba.size, (255, 255, 255, 255))
-                image = Image.alpha_composite(paper, rgba)
-            return np.asarray(image.convert("L"), dtype=np.uint8)
+            image.load()  # decode now, inside the try: a truncated file fails here (an MPO: its first frame)
+            return to_gray(ImageOps.exif_transpose(image))  # phone photos store rotation in EXIF
     except UnidentifiedImageError:
         raise PipelineError(f"{path}: not an image (PNG or JPEG expected)") from None
     except Image.DecompressionBombError as exc:
         raise PipelineError(f"{path}: refused as a decompression bomb ({exc})") from None
     except (OSError, SyntaxError, ValueError) as exc:
         raise PipelineError(f"{path}: unreadable image ({str(exc).splitlines()[0][:120]})") from None
+
+
+def to_gray(image: Any) -> np.ndarray:
+    """A decoded Pillow image -> uint8 (H, W): 16-bit gray scaled (not clipped) to 0..255, transparency on white."""
+    from PIL import Image
+
+    if image.mode in WIDE_MODES:
+        wide = np.asarray(image).astype(np.float64)  # (H, W) in 0..65535
+        return np.round(np.clip(wide, 0, 65535) / 257).astype(np.uint8)
+    if image.mode in ("RGBA", "LA", "PA") or (image.mode == "P" and "transparency" in image.info):
+        rgba = image.convert("RGBA")
+        image = Image.alpha_composite(Image.new("RGBA", rgba.size, (255, 255, 255, 255)), rgba)
+    return np.asarray(image.convert("L"), dtype=np.uint8)
 
 
 def mnist_style(gray: np.ndarray) -> np.ndarray:

@@ -5,10 +5,16 @@ Images go through one path, whatever the model: photos are made MNIST-like
 prepare stage scaled them (`prepare.normalize` in the version's record). A VGG16 transfer
 head (any entry of kind `vgg16`) gets the resize stage's own function and the features stage's
 frozen base, rebuilt from the version's `resize` and `features` params.
+
+A file that cannot be read, whatever it raises, becomes its own error item (one line naming the
+file) and the other files go on; an .npz member that declares more bytes than it holds is
+refused before numpy allocates them.
 """
 
 from __future__ import annotations
 
+import math
+import zipfile
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -33,8 +39,37 @@ class Item:
     error: str | None = None
 
 
+def check_npy_sizes(path: Path) -> None:
+    """Refuse an .npz whose .npy headers declare more bytes than their members hold (read nothing else)."""
+    try:
+        archive = zipfile.ZipFile(path)
+    except (zipfile.BadZipFile, OSError):
+        return  # not a zip archive: load_npz says so
+    with archive:
+        for info in archive.infolist():
+            if info.filename.endswith(".npy"):
+                check_npy_member(path, archive, info)
+
+
+def check_npy_member(path: Path, archive: zipfile.ZipFile, info: zipfile.ZipInfo) -> None:
+    """One .npy member: shape x itemsize from its header must fit in the bytes after the header."""
+    try:
+        with archive.open(info) as member:
+            version = np.lib.format.read_magic(member)
+            header = np.lib.format.read_array_header_1_0 if version == (1, 0) else np.lib.format.read_array_header_2_0
+            shape, _, dtype = header(member)
+            held = info.file_size - member.tell()
+    except (ValueError, EOFError, OSError, zipfile.BadZipFile) as exc:
+        raise PipelineError(f"{path}: {info.filename} is not a readable .npy array ({exc})") from None
+    declared = math.prod(shape) * dtype.itemsize
+    if declared > held:
+        raise PipelineError(f"{path}: {info.filename} declares a {shape} {dtype} array ({declared:,} bytes) "
+                            f"but holds {held:,} bytes; refused unread")
+
+
 def npz_items(path: Path) -> list[Item]:
     """(N, 28, 28) images from an .npz (uint8 0..255 or float 0..1), one item each."""
+    check_npy_sizes(path)
     arrays = load_npz(path)
     key = next((k for k in NPZ_KEYS if k in arrays), None)
     if key is None:
@@ -50,23 +85,27 @@ def npz_items(path: Path) -> list[Item]:
     return [Item(f"{path.name}[{i}]", x[i]) for i in range(len(x))]
 
 
-def image_item(path: Path) -> Item:
-    """One PNG/JPEG file -> an item; a bad file becomes an item with an error, not an exception."""
-    try:
-        return Item(str(path), mnist_style(read_gray(path)))
-    except PipelineError as exc:
-        message = str(exc)
-        return Item(str(path), error=message if message.startswith(str(path)) else f"{path}: {message}")
+def refused(path: Path, exc: BaseException) -> Item:
+    """The item of a file that could not be read: a one-line error naming the file, whatever was raised."""
+    if isinstance(exc, PipelineError):
+        message = str(exc)  # ours: one line, and it may start with the file's name
+    elif isinstance(exc, MemoryError):
+        message = "too large to load into memory"
+    else:
+        text = str(exc).strip()
+        message = f"unreadable ({type(exc).__name__}: {text.splitlines()[0][:200] if text else 'no detail'})"
+    return Item(str(path), error=message if message.startswith(str(path)) else f"{path}: {message}")
 
 
 def file_items(path: Path) -> list[Item]:
-    """Items of one file: every image of an .npz, or the one image of a PNG/JPEG; errors kept as items."""
-    if path.suffix.lower() != ".npz":
-        return [image_item(path)]  # any other file is tried as an image, and refused if it is not one
+    """Items of one file: every image of an .npz, or the one image of any other file (tried as PNG/JPEG).
+    Any failure becomes the file's error item, so one bad file never stops the others."""
     try:
-        return npz_items(path)
-    except PipelineError as exc:
-        return [Item(str(path), error=str(exc) if str(exc).startswith(str(path)) else f"{path}: {exc}")]
+        if path.suffix.lower() == ".npz":
+            return npz_items(path)
+        return [Item(str(path), mnist_style(read_gray(path)))]
+    except Exception as exc:  # MemoryError, numpy's and Pillow's own errors: all mean "this file is bad"
+        return [refused(path, exc)]
 
 
 def collect(paths: list[Path]) -> list[Item]:

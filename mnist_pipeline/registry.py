@@ -8,10 +8,11 @@ Layout (under `registry.dir`, default `registry/`):
                                         and the gate's verdict (blessed or not, and why)
     registry/<model>/aliases.json       {"champion": "v3", "history": [...every alias move...]}
 
-A version is assembled in a temporary folder and renamed into place under a file lock,
-so numbering stays correct with runs registering at once, a killed registration leaves no
-`vN`, and an existing version is never overwritten. Why not MLflow's registry or GTO: see
-the README ("Versioned models").
+A version is assembled in a temporary folder (`.staging-<host>-<pid>-<random>`) and renamed
+into place under a file lock, so numbering stays correct with runs registering at once, a killed
+registration leaves no `vN`, and an existing version is never overwritten. Versions are readable
+by others (folders 0755, files 0644), like every other artifact. Why not MLflow's registry or
+GTO: see the README ("Versioned models").
 """
 
 from __future__ import annotations
@@ -20,6 +21,7 @@ import json
 import os
 import re
 import shutil
+import socket
 import tempfile
 from dataclasses import dataclass
 from datetime import datetime, timezone
@@ -33,9 +35,12 @@ from mnist_pipeline.files import sha256_file, write_json
 
 NAME = re.compile(r"^[a-z0-9][a-z0-9_-]{0,63}$")
 REF = re.compile(r"^(?P<name>[^@]+)@(?P<tag>v[1-9][0-9]*|[a-z][a-z0-9_-]{0,31})$")
+VERSION = re.compile(r"v[1-9][0-9]*")
 CHAMPION = "champion"
 MODEL_FILE = "model.keras"  # the registry's own layout (see above), not the pipeline's
-STAGING = ".staging-"  # + <pid>-<random>: a version being copied in; never read as a version
+STAGING = ".staging-"  # + <host>-<pid>-<random>: a version being copied in; never read as a version
+# mkdtemp's random part has no '-', so the last two '-' split off the pid and the random part
+STAGING_NAME = re.compile(rf"{re.escape(STAGING)}(?P<host>.+)-(?P<pid>[0-9]+)-[a-z0-9_]+")
 
 
 @dataclass(frozen=True)
@@ -58,7 +63,17 @@ def versions(root: Path, name: str) -> list[int]:
     folder = root / check_name(name)
     if not folder.is_dir():
         return []
-    return sorted(int(p.name[1:]) for p in folder.iterdir() if re.fullmatch(r"v[1-9][0-9]*", p.name))
+    return sorted(int(p.name[1:]) for p in folder.iterdir() if VERSION.fullmatch(p.name))
+
+
+def model_folders(root: Path) -> list[Path]:
+    """Every folder directly under the registry root, model or not (sorted)."""
+    return sorted(p for p in root.iterdir() if p.is_dir()) if root.is_dir() else []
+
+
+def stray(folder: Path) -> str:
+    """Why a folder under the root is not read as a model."""
+    return f"{folder}: not a model folder (model names are lowercase slugs)"
 
 
 def model_path(root: Path, name: str, version: int) -> Path:
@@ -66,16 +81,93 @@ def model_path(root: Path, name: str, version: int) -> Path:
     return root / check_name(name) / f"v{version}" / MODEL_FILE
 
 
-def read_record(root: Path, name: str, version: int) -> dict[str, Any]:
-    path = root / check_name(name) / f"v{version}" / "record.json"
+def model_problem(root: Path, name: str, version: int, record: dict[str, Any]) -> str | None:
+    """Why the version's model file is not the one registered (sha256 against the record), or None."""
+    path = model_path(root, name, version)
+    expected = record.get("model_sha256")
     if not path.is_file():
+        return f"{path}: missing"
+    if not isinstance(expected, str):
+        return f"{path}: its record has no model_sha256 to check it against"
+    actual = sha256_file(path)
+    if actual != expected:
+        return (f"{path}: sha256 {actual[:12]}... is not the registered {expected[:12]}... "
+                "(the file was changed or swapped after registration)")
+    return None
+
+
+def checked_model_path(root: Path, name: str, version: int, record: dict[str, Any]) -> Path:
+    """The version's model file, once its sha256 matches the record: a swapped file is never loaded."""
+    problem = model_problem(root, name, version, record)
+    if problem:
+        raise PipelineError(f"{problem}; refused to load it")
+    return model_path(root, name, version)
+
+
+def read_record(root: Path, name: str, version: int) -> dict[str, Any]:
+    """The record.json of `name@v<version>`; PipelineError if the version or its record is missing or damaged."""
+    path = root / check_name(name) / f"v{version}" / "record.json"
+    if not path.parent.is_dir():
         raise PipelineError(f"no version {name}@v{version} in {root}")
-    return json.loads(path.read_text())
+    try:
+        record = json.loads(path.read_text())
+    except FileNotFoundError:
+        raise PipelineError(f"{name}@v{version}: no record.json in {path.parent} (an incomplete version)") from None
+    except (OSError, ValueError) as exc:
+        raise PipelineError(f"{name}@v{version}: {path} unreadable ({_first_line(exc)})") from None
+    if not isinstance(record, dict):
+        raise PipelineError(f"{name}@v{version}: {path} is not a JSON object")
+    return record
 
 
 def aliases(root: Path, name: str) -> dict[str, Any]:
+    """The model's aliases.json ({alias: "vN", ..., "history": [moves]}); PipelineError if it is damaged."""
     path = root / check_name(name) / "aliases.json"
-    return json.loads(path.read_text()) if path.is_file() else {"history": []}
+    if not path.is_file():
+        return {"history": []}
+    try:
+        table = json.loads(path.read_text())
+    except (OSError, ValueError) as exc:
+        raise PipelineError(f"{path}: unreadable ({_first_line(exc)})") from None
+    history = table.get("history", []) if isinstance(table, dict) else None
+    if not isinstance(history, list) or not all(isinstance(move, dict) for move in history):
+        raise PipelineError(f"{path}: not an aliases file (a JSON object with a 'history' list of moves)")
+    return {**table, "history": history}
+
+
+def alias_number(table: dict[str, Any], name: str, alias: str) -> int | None:
+    """The version number `alias` points at in `table` (from `aliases`); None when it is not set."""
+    if alias not in table:
+        return None
+    target = table[alias]
+    if not (isinstance(target, str) and VERSION.fullmatch(target)):
+        raise PipelineError(f"{name}@{alias} points at {target!r}, not a version like 'v3' (aliases.json is damaged)")
+    return int(target[1:])
+
+
+def alias_tags(root: Path, name: str) -> tuple[dict[int, list[str]], list[str]]:
+    """Version number -> the aliases on it, and the problems of aliases.json (damaged file, non-version values)."""
+    try:
+        table = aliases(root, name)
+    except PipelineError as exc:
+        return {}, [str(exc)]
+    tags: dict[int, list[str]] = {}
+    problems = []
+    for alias in sorted(key for key in table if key != "history"):
+        try:
+            number = alias_number(table, name, alias)
+        except PipelineError as exc:
+            problems.append(str(exc))
+            continue
+        if number is not None:
+            tags.setdefault(number, []).append(alias)
+    return tags, problems
+
+
+def _first_line(exc: BaseException) -> str:
+    """The first line of an exception's message (or its type's name)."""
+    text = str(exc).strip()
+    return text.splitlines()[0][:200] if text else type(exc).__name__
 
 
 def resolve(root: Path, ref: str) -> tuple[str, int]:
@@ -90,10 +182,12 @@ def resolve(root: Path, ref: str) -> tuple[str, int]:
             have = ", ".join(f"v{n}" for n in versions(root, name)) or "none"
             raise PipelineError(f"no version {ref} (have: {have})")
         return name, number
-    target = aliases(root, name).get(tag)
-    if target is None:
+    number = alias_number(aliases(root, name), name, tag)
+    if number is None:
         raise PipelineError(f"alias {ref} is not set")
-    return name, int(target[1:])
+    if number not in versions(root, name):
+        raise PipelineError(f"alias {ref} points at v{number}, which does not exist")
+    return name, number
 
 
 def judge(accuracy: float, champion: dict[str, Any] | None, gate: Gate) -> tuple[bool, str]:
@@ -110,21 +204,33 @@ def judge(accuracy: float, champion: dict[str, Any] | None, gate: Gate) -> tuple
                   f"{champion['version']} ({best:.4f})")
 
 
-def _move_alias(root: Path, name: str, alias: str, version: str, reason: str) -> None:
+def _move_alias(root: Path, name: str, alias: str, version: str, reason: str, rollback: bool = False) -> None:
     """Point `alias` at `version`, keeping the history of moves (caller holds the lock)."""
     current = aliases(root, name)
     current["history"].append({"alias": alias, "from": current.get(alias), "to": version, "reason": reason,
-                               "at": datetime.now(timezone.utc).isoformat(timespec="seconds")})
+                               "rollback": rollback, "at": datetime.now(timezone.utc).isoformat(timespec="seconds")})
     current[alias] = version
     write_json(root / name / "aliases.json", current)
 
 
+def host_name() -> str:
+    """This machine's name as staging folders carry it (only '-', '.', letters and digits kept)."""
+    return re.sub(r"[^A-Za-z0-9.-]", "_", socket.gethostname()) or "unknown-host"
+
+
+def staging_prefix(pid: int | None = None) -> str:
+    """`.staging-<host>-<pid>-`: how the staging folder of a registration on this host starts."""
+    return f"{STAGING}{host_name()}-{os.getpid() if pid is None else pid}-"
+
+
 def remove_abandoned_staging(folder: Path) -> None:
-    """Delete the `.staging-<pid>-*` folders whose registering process is gone (killed mid-copy);
-    those of live processes (registering right now) stay."""
+    """Delete this host's `.staging-<host>-<pid>-*` folders whose process is gone (killed mid-copy).
+
+    Those of live processes stay, and so does every other host's (its pid means nothing here: on a
+    shared filesystem it may be registering right now) and any folder not named so."""
     for path in folder.glob(f"{STAGING}*"):
-        pid = path.name[len(STAGING):].split("-", 1)[0]
-        if not (pid.isdigit() and _alive(int(pid))):
+        owner = STAGING_NAME.fullmatch(path.name)
+        if owner and owner["host"] == host_name() and not _alive(int(owner["pid"])):
             shutil.rmtree(path, ignore_errors=True)
 
 
@@ -146,7 +252,7 @@ def register(root: Path, name: str, model_file: Path, record: dict[str, Any], ga
     check_name(name)
     folder = root / name
     folder.mkdir(parents=True, exist_ok=True)
-    staging = Path(tempfile.mkdtemp(prefix=f"{STAGING}{os.getpid()}-", dir=folder))
+    staging = Path(tempfile.mkdtemp(prefix=staging_prefix(), dir=folder))
     try:
         shutil.copy2(model_file, staging / MODEL_FILE)
         record = {**record, "model_sha256": sha256_file(staging / MODEL_FILE)}
@@ -156,13 +262,14 @@ def register(root: Path, name: str, model_file: Path, record: dict[str, Any], ga
             remove_abandoned_staging(folder)
             number = (versions(root, name) or [0])[-1] + 1
             version = f"v{number}"
-            champion_ref = aliases(root, name).get(CHAMPION)
-            champion = read_record(root, name, int(champion_ref[1:])) if champion_ref else None
+            champion_number = alias_number(aliases(root, name), name, CHAMPION)
+            champion = read_record(root, name, champion_number) if champion_number else None
             blessed, reason = judge(record["metrics"]["accuracy"], champion, gate)
             final = {**record, "name": name, "version": version, "blessed": blessed, "gate_reason": reason,
                      "gate": {"min_accuracy": gate.min_accuracy, "tolerance": gate.tolerance},
                      "registered_at": datetime.now(timezone.utc).isoformat(timespec="milliseconds")}
             write_json(staging / "record.json", final)
+            _share(staging)
             os.rename(staging, folder / version)  # atomic; fails rather than overwrite
             if blessed:
                 _move_alias(root, name, CHAMPION, version, f"gate: {reason}")
@@ -170,6 +277,14 @@ def register(root: Path, name: str, model_file: Path, record: dict[str, Any], ga
     finally:
         if staging.exists():
             shutil.rmtree(staging, ignore_errors=True)
+
+
+def _share(folder: Path) -> None:
+    """Folders 0755, files 0644 under `folder` (mkdtemp makes 0700, copies keep their source's mode)."""
+    folder.chmod(0o755)
+    for path in folder.rglob("*"):
+        if not path.is_symlink():
+            path.chmod(0o755 if path.is_dir() else 0o644)
 
 
 def set_alias(root: Path, ref: str, alias: str = CHAMPION, reason: str = "manual") -> str:
@@ -181,45 +296,96 @@ def set_alias(root: Path, ref: str, alias: str = CHAMPION, reason: str = "manual
 
 
 def rollback(root: Path, name: str, alias: str = CHAMPION) -> str:
-    """Move `alias` back to where it pointed before its last move."""
+    """Move `alias` one step back in its history: v3 -> v2 -> v1 on successive rollbacks after v1 -> v2 -> v3."""
     check_name(name)
     with FileLock(str(root / name / ".lock"), timeout=600):
-        moves = [m for m in aliases(root, name)["history"] if m["alias"] == alias]
-        if not moves or moves[-1]["from"] is None:
-            raise PipelineError(f"{name}@{alias} has no earlier version to roll back to")
-        previous = moves[-1]["from"]
-        _move_alias(root, name, alias, previous, f"rollback from {moves[-1]['to']}")
+        table = aliases(root, name)
+        previous = _rollback_target(table, name, alias)
+        if int(previous[1:]) not in versions(root, name):
+            raise PipelineError(f"{name}@{alias} would roll back to {previous}, which does not exist")
+        _move_alias(root, name, alias, previous, f"rollback from {table[alias]}", rollback=True)
     return f"{name}@{previous}"
 
 
+def _rollback_target(table: dict[str, Any], name: str, alias: str) -> str:
+    """The version before the current one in `alias`'s history; PipelineError when there is none."""
+    current, trail = table.get(alias), alias_trail(table["history"], alias)
+    if current is None:
+        raise PipelineError(f"{name}@{alias} is not set: nothing to roll back")
+    if not trail or trail[-1] != current:
+        raise PipelineError(f"{name}@{alias} is {current!r} but its history ends at "
+                            f"{trail[-1] if trail else None!r}: aliases.json was edited by hand; use promote")
+    if len(trail) < 2:
+        raise PipelineError(f"{name}@{alias} is {current}, the first version in its history: "
+                            "nothing earlier to roll back to")
+    if not (isinstance(trail[-2], str) and VERSION.fullmatch(trail[-2])):
+        raise PipelineError(f"{name}@{alias} would roll back to {trail[-2]!r}, not a version (aliases.json is damaged)")
+    return trail[-2]
+
+
+def alias_trail(history: list[dict[str, Any]], alias: str) -> list[Any]:
+    """The versions `alias` has stood on, oldest first, as rollbacks see them: a move pushes, a rollback pops."""
+    trail: list[Any] = []
+    for move in history:
+        if move.get("alias") != alias:
+            continue
+        if move.get("rollback") or str(move.get("reason", "")).startswith("rollback from "):  # older records
+            trail = trail[:-1]
+        else:
+            trail.append(move.get("to"))
+    return trail
+
+
 def verify(root: Path) -> list[str]:
-    """Problems in the registry, if any: every version complete and intact, every alias on a version.
+    """Problems in the registry, if any: every folder a model, every version complete and intact, every alias
+    on a version.
 
     Leftover `.staging-*` folders (a registration killed before its version appeared) are not
     problems: they are never read as versions, and the next `register` of that model deletes them."""
     problems = []
-    for folder in sorted(p for p in root.iterdir() if p.is_dir()) if root.is_dir() else []:
-        numbers = versions(root, folder.name)
-        if numbers != list(range(1, len(numbers) + 1)):
-            problems.append(f"{folder.name}: version numbers {numbers} are not 1..{len(numbers)}")
-        for number in numbers:
-            where = folder / f"v{number}"
-            try:
-                record = json.loads((where / "record.json").read_text())
-            except (OSError, ValueError) as exc:
-                problems.append(f"{folder.name}@v{number}: record.json unreadable ({exc})")
-                continue
-            if record.get("version") != f"v{number}":
-                problems.append(f"{folder.name}@v{number}: record says {record.get('version')}")
-            model = where / MODEL_FILE
-            if not model.is_file() or sha256_file(model) != record.get("model_sha256"):
-                problems.append(f"{folder.name}@v{number}: model.keras missing or not the registered file")
-        try:
-            moved = aliases(root, folder.name)
-        except ValueError as exc:
-            problems.append(f"{folder.name}: aliases.json unreadable ({exc})")
-            continue
-        for alias, target in moved.items():
-            if alias != "history" and int(str(target)[1:]) not in numbers:
-                problems.append(f"{folder.name}@{alias} points at {target}, which does not exist")
+    for folder in model_folders(root):
+        problems += _verify_model(root, folder.name) if NAME.match(folder.name) else [stray(folder)]
     return problems
+
+
+def _verify_model(root: Path, name: str) -> list[str]:
+    """Problems of one model: numbering, each version, its aliases."""
+    numbers = versions(root, name)
+    problems = [] if numbers == list(range(1, len(numbers) + 1)) else [
+        f"{name}: version numbers {numbers} are not 1..{len(numbers)}"]
+    problems += [problem for number in numbers if (problem := version_problem(root, name, number))]
+    tags, alias_problems = alias_tags(root, name)
+    return problems + alias_problems + [f"{name}@{alias} points at v{number}, which does not exist"
+                                        for number, names in tags.items() if number not in numbers for alias in names]
+
+
+def version_problem(root: Path, name: str, number: int) -> str | None:
+    """What is wrong with one version (record missing or not its own, model not the registered file), or None."""
+    try:
+        record = read_record(root, name, number)
+    except PipelineError as exc:
+        return str(exc)
+    if record.get("version") != f"v{number}":
+        return f"{name}@v{number}: record says {record.get('version')}"
+    problem = model_problem(root, name, number, record)
+    return f"{name}@v{number}: {problem}" if problem else None
+
+
+def listing(root: Path) -> tuple[list[dict[str, Any]], list[str]]:
+    """Every readable version's record (plus "ref" and its "aliases"), and what was skipped and why."""
+    records: list[dict[str, Any]] = []
+    skipped: list[str] = []
+    for folder in model_folders(root):
+        if not NAME.match(folder.name):
+            skipped.append(stray(folder))
+            continue
+        tags, problems = alias_tags(root, folder.name)
+        skipped += [f"{problem}; alias not shown" for problem in problems]
+        for number in versions(root, folder.name):
+            try:
+                record = read_record(root, folder.name, number)
+            except PipelineError as exc:
+                skipped.append(str(exc))
+                continue
+            records.append({**record, "ref": f"{folder.name}@v{number}", "aliases": tags.get(number, [])})
+    return records, skipped

@@ -41,13 +41,13 @@ def test_first_run_blessed_without_baseline(tmp_path: Path):
 
 
 def test_abandoned_staging_folders_are_removed_live_ones_kept(tmp_path: Path):
-    """A registration killed mid-copy leaves `.staging-<pid>-*`; the next registration deletes it,
+    """A registration killed mid-copy leaves `.staging-<host>-<pid>-*`; the next registration deletes it,
     but never the staging folder of a process that is still registering."""
     root = tmp_path / "reg"
     registry.register(root, "m", fake_model(tmp_path), record(0.95), GATE)
     gone = subprocess.run([sys.executable, "-c", "import os; print(os.getpid())"], capture_output=True, text=True)
-    dead = root / "m" / f".staging-{int(gone.stdout)}-abc"  # that process has exited and been reaped
-    live = root / "m" / f".staging-{os.getpid()}-xyz"
+    dead = root / "m" / f"{registry.staging_prefix(int(gone.stdout))}abc"  # that process has exited and been reaped
+    live = root / "m" / f"{registry.staging_prefix(os.getpid())}xyz"
     for folder in (dead, live):
         folder.mkdir()
         (folder / "model.keras").write_bytes(b"partial")
