@@ -25,7 +25,7 @@ from prefect import flow, task
 from prefect.artifacts import create_markdown_artifact
 from prefect.cache_policies import NO_CACHE
 
-from flows.train_mnist import ROOT, run_stage, train_mnist
+from flows.train_mnist import ROOT, repro_stage, train_mnist
 from mnist_pipeline.files import atomic_path, write_json
 from mnist_pipeline.layout import Layout
 from mnist_pipeline.orchestration import apply_overrides, read_yaml, slug, workspace, write_params
@@ -45,7 +45,7 @@ def shared_preprocessing(dataset: str, lock_path: str) -> list[str]:
     """
     with workspace(ROOT) as folder:
         write_params(folder, apply_overrides(read_yaml(folder / "params.yaml"), {"dataset": dataset}))
-        ran = [stage for stage in SHARED_STAGES if run_stage.fn(str(folder), stage)]
+        ran = [stage for stage in SHARED_STAGES if repro_stage.fn(str(folder), stage)]
         Path(lock_path).parent.mkdir(parents=True, exist_ok=True)
         shutil.copyfile(folder / "dvc.lock", lock_path)
     return ran

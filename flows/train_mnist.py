@@ -40,7 +40,7 @@ ROOT = Path(__file__).resolve().parents[1]
 
 
 @task(cache_policy=NO_CACHE)  # DVC decides what is up to date
-def run_stage(folder: str, stage: str) -> bool:
+def repro_stage(folder: str, stage: str) -> bool:
     """Run one pipeline stage exactly as `dvc repro` does; its output goes to the task log.
 
     True when the stage's command ran; False when DVC found it up to date or restored its outputs.
@@ -111,7 +111,7 @@ def train_mnist(dataset: str | None = None, model: str | None = None, epochs: in
         print(f"workspace {folder}: {model} on {dataset}, overrides {overrides}"
               + (f", model settings {model_settings}" if model_settings else ""))
         ran = [stage for stage in stage_names(folder)
-               if run_stage.with_options(name=stage, **retries(stage))(str(folder), stage)]
+               if repro_stage.with_options(name=stage, **retries(stage))(str(folder), stage)]
         version = register_model(str(folder), str(ROOT), started_at)
         report = Layout.from_params(params, folder).report(dataset, model).read_text()
     publish(version, dataset, model, report)

@@ -89,12 +89,13 @@ def base_params(params_path: Path, catalogue_json: Path) -> str:
                "and unstaging what its killed `dvc exp run` left in the git index", err=True)
     subprocess.run(["git", "reset", "-q", "--", "params.yaml", "dvc.lock"], check=False)
     branch = last.get("base_branch")
-    if branch and not git("symbolic-ref", "-q", "HEAD") and git("rev-parse", "HEAD") == git("rev-parse", branch):
+    detached = not git_output("symbolic-ref", "-q", "HEAD")
+    if branch and detached and git_output("rev-parse", "HEAD") == git_output("rev-parse", branch):
         subprocess.run(["git", "symbolic-ref", "HEAD", f"refs/heads/{branch}"], check=True)
     return last["base_params"]
 
 
-def git(*args: str) -> str:
+def git_output(*args: str) -> str:
     """A git command's output, empty when it fails (no repository, detached HEAD, unknown ref)."""
     done = subprocess.run(["git", *args], capture_output=True, text=True)
     return done.stdout.strip() if done.returncode == 0 else ""
@@ -128,7 +129,7 @@ def compare(
     runs = configurations(chosen)
     last = previous_run(target / "catalogue.json", dataset, extra) if retry_failed else {}
     kept = {r["label"]: r for r in last.get("results", []) if "failed" not in r}
-    branch = git("symbolic-ref", "-q", "--short", "HEAD")
+    branch = git_output("symbolic-ref", "-q", "--short", "HEAD")
     saved = {"dataset": dataset, "overrides": extra, "base_params": original, "base_branch": branch}
     results = []
     try:

@@ -131,10 +131,12 @@ def fit(spec: ModelSpec, data: dict[str, np.ndarray], stack: list[Any], seed: in
     with strategy.scope():
         model = build_model(spec, data["x_train"].shape[1:])
     verbose = 1 if sys.stdout.isatty() else 2
-    model.fit(data["x_train"], data["y_train"], validation_data=(data["x_val"], data["y_val"]),
-              batch_size=spec.batch_size, epochs=spec.epochs, callbacks=stack, verbose=verbose, shuffle=True)
-    log = next(callback for callback in stack if isinstance(callback, EpochLog))
-    return model, log.history
+    fitted = model.fit(data["x_train"], data["y_train"], validation_data=(data["x_val"], data["y_val"]),
+                       batch_size=spec.batch_size, epochs=spec.epochs, callbacks=stack, verbose=verbose, shuffle=True)
+    logs = [callback for callback in stack if isinstance(callback, EpochLog)]
+    if logs:  # every epoch, also those before a resume
+        return model, logs[0].history
+    return model, {key: [float(v) for v in values] for key, values in fitted.history.items()}
 
 
 def stopped_by(spec: ModelSpec, history: dict[str, list[float]], stack: list[Any]) -> str:

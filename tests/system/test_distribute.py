@@ -25,7 +25,7 @@ cpus = tf.config.list_physical_devices("CPU")
 tf.config.set_logical_device_configuration(cpus[0], [tf.config.LogicalDeviceConfiguration()] * 2)
 import keras, yaml
 from mnist_pipeline.data import sources
-from tasks.models import model_spec
+from mnist_pipeline.catalogue import model_spec
 from mnist_pipeline.training import choose_strategy, fit, save_model
 
 names = [device.name for device in tf.config.list_logical_devices("CPU")]

@@ -11,7 +11,7 @@ import yaml
 from mnist_pipeline.files import load_npz
 from tests.harness import dvc, make_repo
 
-STAGES = ("fetch", "validate", "prepare", "resize", "features", "train", "evaluate", "report")
+STAGES = ("fetch", "validate", "prepare", "resize", "features", "train", "evaluate", "report", "demo")
 
 
 def set_param(repo: Path, section: str, key: str, value: object) -> None:
@@ -35,6 +35,9 @@ def test_defaults_on_the_mnist_sample_then_nothing_reruns(tmp_path: Path):
     metrics = json.loads((repo / "evaluation/metrics.json").read_text())
     assert metrics["accuracy"] > 0.8  # two CNN epochs on 3,600 real digits
     assert (repo / "reports/mnist/cnn/report.md").is_file()
+    demo = json.loads((repo / "demo/demo.json").read_text())  # the single neuron: its own stage and report
+    assert abs(demo["prediction"] - 19) < 0.1
+    assert "predict(10)" in (repo / "reports/single_neuron/report.md").read_text()
 
     second = dvc(repo, "repro")
     assert second.returncode == 0, second.stdout
@@ -65,7 +68,7 @@ def test_full_fashion_mnist_with_resize_then_a_28x28_model(tmp_path: Path):
     assert "resize: skipped, fashion_mlp_128 takes 28x28 grayscale input" in run.stdout
     assert not (repo / "data/resized/resized.npz").exists()
     prepared = load_npz(repo / "data/prepared/prepared.npz", ("x_train", "x_val"))
-    assert prepared["x_train"].shape == (54000, 28, 28, 1) and prepared["x_val"].shape == (6000, 28, 28, 1)
+    assert prepared["x_train"].shape == (54000, 784) and prepared["x_val"].shape == (6000, 784)  # kind dense: flat
     metrics = json.loads((repo / "evaluation/metrics.json").read_text())
     assert metrics["accuracy"] > 0.8  # the tutorial's net on all of Fashion-MNIST
     report = (repo / "reports/fashion_mnist/fashion_mlp_128/report.md").read_text()

@@ -61,7 +61,8 @@ def test_push_then_pull_in_a_fresh_clone_reruns_nothing(tmp_path: Path):
     git(a, "commit", "-qm", "reproduced")
 
     outs = dvc_only_outs(a)
-    assert set(outs) == {"data/raw", "data/validated", "data/prepared", "data/resized", "data/features", "model"}
+    assert set(outs) == {"data/raw", "data/validated", "data/prepared", "data/resized", "data/features", "model",
+                         "demo"}
     pushed = [p for p in remote.rglob("*") if p.is_file()]
     contents = set(tree_digest(a, list(outs), "md5").values())
     assert len(pushed) == len(contents) + len(outs)  # one object per distinct file, one listing per folder
