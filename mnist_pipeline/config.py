@@ -40,6 +40,12 @@ class DataParams(Section):
     timeout_s: float = Field(default=30.0, gt=0)
     sample_test_size: int = Field(default=1000, ge=1000)  # mnist sample: held-out test images
     seed: int = 42
+    # Limits on what a source's headers may declare, checked before any data is read or inflated
+    # (so a small hostile file cannot take unbounded memory or time). Full MNIST / Fashion-MNIST:
+    # 60,000 + 10,000 images of 28x28 uint8, 55 MB in all.
+    max_images: int = Field(default=1_000_000, ge=1)  # items per array (per split)
+    max_image_pixels: int = Field(default=4096, ge=1)  # values per item (dims after the first): 64x64
+    max_megabytes: int = Field(default=1000, ge=1)  # the four arrays together, in MB of 10^6 bytes
 
 
 class ValidateParams(Section):

