@@ -1,6 +1,6 @@
 """The `sweep` flow: catalogue entries and a grid over model settings, one leaderboard.
 
-Each configuration is its own child run of the `train-mnist` flow (its own workspace, its own
+Each configuration is its own child run (the `train-mnist-child` flow: its own workspace, its own
 registered version and report), submitted as a Prefect task to a `DaskTaskRunner`: a
 `LocalCluster` of `workers` single-threaded worker processes by default, or the scheduler at
 `address`. `workers=0` runs them one after another in this process. A configuration that fails
@@ -25,7 +25,7 @@ from prefect import flow, task
 from prefect.artifacts import create_markdown_artifact
 from prefect.cache_policies import NO_CACHE
 
-from flows.train_mnist import ROOT, repro_stage, train_mnist
+from flows.train_mnist import ROOT, repro_stage, train_child
 from mnist_pipeline.files import atomic_path, write_json
 from mnist_pipeline.layout import Layout
 from mnist_pipeline.orchestration import apply_overrides, read_yaml, slug, workspace, write_params
@@ -53,11 +53,11 @@ def shared_preprocessing(dataset: str, lock_path: str) -> list[str]:
 
 @task(cache_policy=NO_CACHE)
 def run_configuration(config: dict[str, Any], common: dict[str, Any]) -> dict[str, Any]:
-    """One child `train-mnist` run; a failure is returned as a result, so it fails alone."""
+    """One child run (`train-mnist-child`); a failure is returned as a result, so it fails alone."""
     arguments = {k: v for k, v in config.items() if k not in ("label", "point")}
     started = time.perf_counter()
     try:
-        result = train_mnist.with_options(flow_run_name=f"sweep-{config['label']}")(**common, **arguments)
+        result = train_child(**common, **arguments)
     except Exception as error:  # noqa: BLE001 - any child failure is reported on its own row
         line = next((x for x in str(error).splitlines() if x.strip()), type(error).__name__)
         return {"label": config["label"], "point": config.get("point"), "failed": line,

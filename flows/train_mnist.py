@@ -9,7 +9,10 @@ Tasks pass that workspace path, never arrays.
 
 from __future__ import annotations
 
+import base64
 import json
+import os
+import re
 import shutil
 import subprocess
 from datetime import datetime, timezone
@@ -41,20 +44,24 @@ ROOT = Path(__file__).resolve().parents[1]
 
 @task(cache_policy=NO_CACHE)  # DVC decides what is up to date
 def repro_stage(folder: str, stage: str) -> bool:
-    """Run one pipeline stage exactly as `dvc repro` does; its output goes to the task log.
+    """Run one pipeline stage exactly as `dvc repro` does; each line of its output reaches the task log as
+    it is printed (epoch lines during training, progress during features), not when the stage ends.
 
     True when the stage's command ran; False when DVC found it up to date or restored its outputs.
     """
     logger = get_run_logger()
-    done = subprocess.run(["dvc", "repro", "--single-item", stage], cwd=folder, capture_output=True, text=True)
-    output = done.stdout + done.stderr
-    for line in output.splitlines():
-        if line.strip():
-            logger.info(line)
+    lines: list[str] = []
+    env = {**os.environ, "PYTHONUNBUFFERED": "1"}  # the stage's prints arrive line by line, not at its end
+    with subprocess.Popen(["dvc", "repro", "--single-item", stage], cwd=folder, env=env, text=True,
+                          stdout=subprocess.PIPE, stderr=subprocess.STDOUT) as done:
+        for line in done.stdout:
+            if line.strip():
+                logger.info(line.rstrip())
+                lines.append(line.rstrip())
     if done.returncode != 0:
-        errors = [line for line in output.splitlines() if line.startswith(("error:", "ERROR:"))]
+        errors = [line for line in lines if line.startswith(("error:", "ERROR:"))]
         raise RuntimeError(errors[0] if errors else f"stage {stage} failed (exit {done.returncode})")
-    return f"Running stage '{stage}'" in output
+    return f"Running stage '{stage}'" in "\n".join(lines)
 
 
 @task(cache_policy=NO_CACHE)
@@ -81,6 +88,20 @@ def register_model(folder: str, root: str, started_at: str) -> dict[str, Any]:
             "diagnosis": evaluation["diagnosis"], "audit": evaluation["audit"]}
 
 
+def inline_images(report: Path) -> str:
+    """The report's markdown with its pictures inlined as data URIs: the Prefect UI cannot follow the
+    relative PNG links that make the committed report render on GitHub."""
+    report_dir, text = report.parent, report.read_text()
+
+    def inline(match: re.Match) -> str:
+        picture = report_dir / match.group(2)
+        if not picture.is_file():
+            return match.group(0)
+        return f"![{match.group(1)}](data:image/png;base64,{base64.b64encode(picture.read_bytes()).decode()})"
+
+    return re.sub(r"!\[([^\]]*)\]\(([^)/:]+\.png)\)", inline, text)
+
+
 def publish(version: dict[str, Any], dataset: str, model: str, report: str) -> None:
     """The run's report and metrics as Prefect artifacts."""
     name = f"{version['name']}@{version['version']}"
@@ -90,18 +111,43 @@ def publish(version: dict[str, Any], dataset: str, model: str, report: str) -> N
                           description=f"test metrics of {name}")
 
 
-@flow(name="train-mnist", log_prints=True)
+def run_name() -> str:
+    """`<dataset>-<model>-<short id>`, the flow run's name in the UI (defaults from params.yaml)."""
+    given, defaults = flow_run.parameters, read_yaml(ROOT / "params.yaml")
+    dataset = given.get("dataset") or defaults["data"]["dataset"]
+    model = given.get("model") or defaults["train"]["model"]
+    return f"{dataset}-{model}-{str(flow_run.id)[:8]}"
+
+
+@flow(name="train-mnist", flow_run_name=run_name, log_prints=True)
 def train_mnist(dataset: str | None = None, model: str | None = None, epochs: int | None = None,
                 batch_size: int | None = None, learning_rate: float | None = None, seed: int | None = None,
-                max_train_images: int | None = None, model_settings: dict[str, Any] | None = None,
-                variant_of: str | None = None, start_lock: str | None = None) -> dict[str, Any]:
-    """Run the pipeline with these overrides of params.yaml (for this run only) and register the model.
-
-    `model_settings` (e.g. {"activation": "relu"}) changes the model's catalogue entry for this
-    run; with `variant_of`, `model` is a new name for that catalogue entry so changed.
-    `start_lock`: a dvc.lock to start from instead of the committed one (see `workspace`).
-    """
+                max_train_images: int | None = None) -> dict[str, Any]:
+    """Run the pipeline with these overrides of params.yaml (for this run only) and register the model."""
     overrides = {k: v for k, v in locals().items() if v is not None and k in OVERRIDES}
+    return run_pipeline(overrides)
+
+
+@flow(name="train-mnist-child", flow_run_name=run_name, log_prints=True)
+def train_child(model: str, variant_of: str | None = None, model_settings: dict[str, Any] | None = None,
+                start_lock: str | None = None, dataset: str | None = None, epochs: int | None = None,
+                max_train_images: int | None = None, seed: int | None = None) -> dict[str, Any]:
+    """A sweep's child run: catalogue entry `model`, or with `variant_of` the new entry `model` made of that
+    one with `model_settings` changed; it starts from the sweep's `start_lock` (its shared preprocessing).
+    Internal: the public deployments serve `train_mnist`, which takes user parameters only."""
+    overrides = {k: v for k, v in {"dataset": dataset, "model": model, "epochs": epochs,
+                                   "max_train_images": max_train_images, "seed": seed}.items() if v is not None}
+    return run_pipeline(overrides, model_settings, variant_of, start_lock)
+
+
+def run_pipeline(overrides: dict[str, Any], model_settings: dict[str, Any] | None = None,
+                 variant_of: str | None = None, start_lock: str | None = None) -> dict[str, Any]:
+    """Check the run's params, run every stage in a workspace, register the model, publish its report.
+
+    `model_settings` (e.g. {"activation": "relu"}) changes the model's catalogue entry for this run;
+    with `variant_of`, the model is a new entry: that one so changed. `start_lock`: a dvc.lock to start
+    from instead of the committed one (see `workspace`).
+    """
     started_at = datetime.now(timezone.utc).isoformat(timespec="milliseconds")
     params = apply_overrides(read_yaml(ROOT / "params.yaml"), overrides, model_settings, variant_of)
     check_run(params)  # a bad parameter is refused here, before any stage runs
@@ -113,8 +159,7 @@ def train_mnist(dataset: str | None = None, model: str | None = None, epochs: in
         ran = [stage for stage in stage_names(folder)
                if repro_stage.with_options(name=stage, **retries(stage))(str(folder), stage)]
         version = register_model(str(folder), str(ROOT), started_at)
-        report = Layout.from_params(params, folder).report(dataset, model).read_text()
-    publish(version, dataset, model, report)
+        publish(version, dataset, model, inline_images(Layout.from_params(params, folder).report(dataset, model)))
     verdict = "blessed, now champion" if version["blessed"] else "not blessed"
     print(f"registered {version['name']}@{version['version']}: {verdict} ({version['gate_reason']}); "
           f"report {version['report']}")

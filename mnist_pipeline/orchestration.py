@@ -8,8 +8,10 @@ a real catalogue entry there); what made its model is collected into a registry 
 from __future__ import annotations
 
 import json
+import os
 import re
 import shutil
+import socket
 import subprocess
 import tempfile
 import urllib.request
@@ -57,15 +59,54 @@ def slug(text: str) -> str:
     return re.sub(r"[^a-z0-9]+", "-", text.lower()).strip("-")
 
 
+WORKSPACE_PREFIX = "train-mnist-"
+OWNER = "owner.json"  # beside a workspace: which host and process made it
+
+
+def alive(pid: int) -> bool:
+    """Whether process `pid` exists on this host."""
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:
+        return True
+    return True
+
+
+def prune_dead_workspaces(root: Path) -> list[str]:
+    """Remove the worktrees whose run's process died on this host (a SIGKILLed serving host leaves them
+    registered and on disk); git forgets those whose folder is gone. The removed folders."""
+    removed = []
+    listing = git(root, "worktree", "list", "--porcelain")
+    for line in listing.splitlines():
+        folder = Path(line.removeprefix("worktree ")) if line.startswith("worktree ") else None
+        if folder is None or not folder.parent.name.startswith(WORKSPACE_PREFIX):
+            continue
+        owner = folder.parent / OWNER
+        try:
+            made_by = json.loads(owner.read_text())
+        except (OSError, ValueError):
+            continue  # not ours, or still being made
+        if made_by.get("host") == socket.gethostname() and not alive(int(made_by.get("pid", 0))):
+            subprocess.run(["git", "worktree", "remove", "--force", str(folder)], cwd=root, capture_output=True)
+            shutil.rmtree(folder.parent, ignore_errors=True)
+            removed.append(str(folder))
+    git(root, "worktree", "prune")
+    return removed
+
+
 @contextmanager
 def workspace(root: Path, start_lock: Path | None = None) -> Iterator[Path]:
     """A fresh git worktree of HEAD that shares the project's DVC cache; removed afterwards.
 
     `start_lock` replaces the committed dvc.lock: a sweep hands its children the lock file of
     its shared preprocessing, so they check those outputs out of the cache instead of
-    recomputing them.
+    recomputing them. Workspaces that a dead process left behind are pruned first.
     """
-    folder = Path(tempfile.mkdtemp(prefix="train-mnist-")) / "ws"
+    prune_dead_workspaces(root)
+    folder = Path(tempfile.mkdtemp(prefix=WORKSPACE_PREFIX)) / "ws"
+    (folder.parent / OWNER).write_text(json.dumps({"host": socket.gethostname(), "pid": os.getpid()}))
     git(root, "worktree", "add", "--detach", str(folder), "HEAD")
     try:
         if start_lock:

@@ -11,12 +11,17 @@ from __future__ import annotations
 
 import hashlib
 import json
+import os
+import shutil
 import sys
+from collections.abc import Iterator
+from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
 
 import keras
 import numpy as np
+from filelock import FileLock, Timeout
 
 from mnist_pipeline.catalogue import N_CLASSES, ModelSpec
 from mnist_pipeline.files import atomic_path
@@ -104,6 +109,33 @@ def callbacks(spec: ModelSpec, patience: int, backup_dir: Path, live_dir: Path, 
 def epoch_log_path(backup_dir: Path) -> Path:
     """The epoch log lives beside the backup folder (BackupAndRestore deletes that folder when the fit ends)."""
     return backup_dir.with_name(backup_dir.name + ".epochs.json")
+
+
+@contextmanager
+def claim_checkpoint(backup: Path) -> Iterator[tuple[Path, bool]]:
+    """The checkpoint folder this run may use while it trains, and whether it resumes from it.
+
+    `backup` (resumed when a killed run left it) unless a live run holds it: then a private folder
+    beside it and a fresh start, so a run never reads another live run's checkpoint (a deployment run
+    and the project's own `dvc repro` with the same settings share `checkpoints/`). The claim is a
+    file lock, which the operating system releases when its process dies, SIGKILL included.
+    """
+    backup.parent.mkdir(parents=True, exist_ok=True)
+    lock = FileLock(backup.with_name(backup.name + ".lock"))
+    try:
+        lock.acquire(timeout=0)
+    except Timeout:
+        private = backup.with_name(f"{backup.name}-pid{os.getpid()}")
+        try:
+            yield private, False
+        finally:
+            shutil.rmtree(private, ignore_errors=True)
+            epoch_log_path(private).unlink(missing_ok=True)
+        return
+    try:
+        yield backup, backup.exists()
+    finally:
+        lock.release()
 
 
 def choose_strategy(devices: list[str] | None = None, distribute: str = "auto") -> tuple[Any, str]:

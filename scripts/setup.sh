@@ -1,6 +1,7 @@
 #!/usr/bin/env bash
 # Set up a fresh machine for this project; safe to run again (it skips what is done).
-#   - Debian package dataset-fashion-mnist: full Fashion-MNIST for offline runs (needs root or sudo)
+#   - Debian packages dataset-fashion-mnist (full Fashion-MNIST for offline runs), chromium and
+#     chromium-driver (the tests look at the Prefect UI in a real headless browser); needs root or sudo
 #   - .venv with every Python dependency pinned (with hashes) in requirements.lock, then this
 #     project itself, editable and without dependencies (its packages and the `mnist` command)
 # Sourced by scripts/main.sh and scripts/test.sh; leaves .venv/bin first on PATH.
@@ -11,7 +12,7 @@ PYTHON="${PYTHON:-python3}"
 say() { printf '[setup] %s\n' "$*" >&2; }
 
 install_debian_packages() {
-  local wanted=(dataset-fashion-mnist git)
+  local wanted=(dataset-fashion-mnist git chromium chromium-driver)  # chromium: the Prefect UI test
   local missing=()
   for pkg in "${wanted[@]}"; do
     dpkg-query -W -f='${Status}' "$pkg" 2>/dev/null | grep -q "install ok installed" || missing+=("$pkg")

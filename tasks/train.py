@@ -15,6 +15,7 @@ from those predictions without importing TensorFlow.
 from __future__ import annotations
 
 import time
+from pathlib import Path
 from typing import Any
 
 import numpy as np
@@ -59,6 +60,21 @@ def load_test_data(layout: Layout, spec: ModelSpec, needs: str) -> tuple[np.ndar
     return x_test, match_labels(prepared["y_test"], spec.sparse_labels)
 
 
+def fit_model(spec: ModelSpec, data: dict[str, np.ndarray], settings: TrainParams, layout: Layout, backup: Path,
+              resuming: bool) -> tuple[Any, dict[str, list[float]], list[Any], float]:
+    """Fit with the callbacks, checkpointing to `backup`; the model, its whole history, the callbacks, seconds."""
+    from mnist_pipeline import training
+
+    stack = training.callbacks(spec, settings.early_stopping_patience, backup, layout.live_dir, resuming)
+    log(f"train: {settings.model} on {len(data['x_train']):,} images (val {len(data['x_val']):,}), "
+        f"{spec.epochs} epochs max, batch {spec.batch_size}, {spec.optimizer} lr {spec.learning_rate}")
+    strategy, described = training.choose_strategy(distribute=settings.distribute)
+    log(f"train: strategy: {described}")
+    started = time.perf_counter()
+    model, history = training.fit(spec, data, stack, settings.seed, strategy)
+    return model, history, stack, time.perf_counter() - started
+
+
 def main(params: dict[str, Any], layout: Layout) -> None:
     """Read `train` and `models.<train.model>`; write the model, its predictions and the train record."""
     settings = parse_section(params, "train", TrainParams)
@@ -74,18 +90,15 @@ def main(params: dict[str, Any], layout: Layout) -> None:
     tf.config.experimental.enable_op_determinism()
     data = load_training_data(layout, spec, needs, settings)
     key = training.run_key([spec.model_dump(), settings.model_dump()], data)
-    backup = layout.checkpoint(settings.model, key)
-    resuming = backup.exists()
-    if resuming:
-        log(f"train: resuming {settings.model} from the checkpoint in {backup}")
-    stack = training.callbacks(spec, settings.early_stopping_patience, backup, layout.live_dir, resuming)
-    log(f"train: {settings.model} on {len(data['x_train']):,} images (val {len(data['x_val']):,}), "
-        f"{spec.epochs} epochs max, batch {spec.batch_size}, {spec.optimizer} lr {spec.learning_rate}")
-    strategy, described = training.choose_strategy(distribute=settings.distribute)
-    log(f"train: strategy: {described}")
-    started = time.perf_counter()
-    model, history = training.fit(spec, data, stack, settings.seed, strategy)
-    seconds = time.perf_counter() - started
+    wanted = layout.checkpoint(settings.model, key)
+    with training.claim_checkpoint(wanted) as (backup, resuming):
+        if backup != wanted:
+            log(f"train: the checkpoint {wanted} is in use by a live run with the same settings; "
+                f"training from scratch with a private one, {backup}")
+        elif resuming:
+            log(f"train: resuming {settings.model} from the checkpoint in {backup}")
+        model, history, stack, seconds = fit_model(spec, data, settings, layout, backup, resuming)
+        training.epoch_log_path(backup).unlink(missing_ok=True)  # the fit finished: nothing to resume
     how = training.stopped_by(spec, history, stack)
     x_test, y_test = load_test_data(layout, spec, needs)
     sample = training.sample_rows(len(data["x_train"]), settings.predict_train_images, settings.seed)
@@ -106,7 +119,6 @@ def main(params: dict[str, Any], layout: Layout) -> None:
         "keras_on_test": keras_test,  # Keras' loss and compiled metric on the test predictions
         "predicted_train_images": [len(sample), len(data["x_train"])],  # a sample of the images fitted on
     })
-    training.epoch_log_path(backup).unlink(missing_ok=True)  # the run finished: nothing to resume
     log(f"train: {settings.model} done: {how}, {model.count_params():,} parameters, {seconds:.1f} s")
 
 

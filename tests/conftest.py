@@ -14,7 +14,7 @@ import numpy as np
 import pytest
 
 from mnist_pipeline.data import sources
-from tests.harness import digest, make_repo, prefect, prefect_server, stage_env
+from tests.harness import digest, make_repo, prefect, prefect_server, stage_env, write_params
 
 
 @pytest.fixture(scope="session")
@@ -50,6 +50,19 @@ def run_stage(tmp_path: Path) -> Callable[..., subprocess.CompletedProcess]:
     return run
 
 
+@pytest.fixture(scope="module")
+def data_dir(tmp_path_factory) -> Path:
+    """fetch → validate → prepare done once on the MNIST sample (for mlp_500 and cnn inputs)."""
+    folder = tmp_path_factory.mktemp("data")
+    write_params(folder, {"train": {"model": "mlp_500", "epochs": 2, "max_train_images": 1000}})
+    env = stage_env()
+    for stage in ("fetch", "validate", "prepare", "resize", "features"):
+        result = subprocess.run([sys.executable, "-m", f"tasks.{stage}"], cwd=folder, env=env,
+                                capture_output=True, text=True)
+        assert result.returncode == 0, result.stderr
+    return folder
+
+
 @pytest.fixture(scope="session")
 def prefect_env(tmp_path_factory) -> Iterator[dict[str, str]]:
     """The suite's shared real Prefect server (see `tests.harness.prefect_server`)."""
@@ -62,7 +75,8 @@ def served(prefect_env, tmp_path_factory) -> Iterator[Path]:
     """A project repository whose deployments are served by `python -m flows.serve`."""
     repo = make_repo(tmp_path_factory.mktemp("project"))
     log = open(repo.parent / "serve.log", "w")
-    server = subprocess.Popen([sys.executable, "-m", "flows.serve"], cwd=repo, env=prefect_env, stdout=log,
+    env = {**prefect_env, "PREFECT_LOGGING_LEVEL": "INFO"}  # runs' INFO lines (stage output) reach the API's log
+    server = subprocess.Popen([sys.executable, "-m", "flows.serve"], cwd=repo, env=env, stdout=log,
                               stderr=subprocess.STDOUT, start_new_session=True)
     deadline = time.monotonic() + 120
     while "train-mnist/mnist" not in prefect(prefect_env, "deployment", "ls").stdout:

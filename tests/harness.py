@@ -115,3 +115,10 @@ def versions(repo: Path, model: str) -> list[str]:
 
 def digest(path: Path) -> str:
     return hashlib.sha256(path.read_bytes()).hexdigest()
+
+
+def workspace(data_dir: Path, tmp_path: Path, overrides: dict) -> Path:
+    """A stage workspace in `tmp_path` whose data/ is `data_dir`'s and whose params.yaml has `overrides`."""
+    (tmp_path / "data").symlink_to(data_dir / "data")
+    write_params(tmp_path, overrides)
+    return tmp_path

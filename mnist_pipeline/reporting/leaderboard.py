@@ -138,7 +138,7 @@ def render_sweep(name: str, dataset: str, results: list[dict[str, Any]], how: st
     ran = {stage: sum(stage in r.get("stages_run", []) for r in results) for stage in shared_stages}
     parts = [f"# Sweep {md_escape(name)} on {md_escape(dataset)}", "",
              f"{len(results)} configurations, {how}, {seconds:.0f} s wall time; "
-             f"{sum('failed' in r for r in results)} failed. Each is a child `train-mnist` run with its own "
+             f"{sum('failed' in r for r in results)} failed. Each is a child `train-mnist-child` run with its own "
              f"registered version and report.", "",
              f"Shared preprocessing: {', '.join(shared_stages)} ran {len(shared_ran)} time(s) in the sweep's own "
              f"step and " + ", ".join(f"{stage} {n} time(s)" for stage, n in ran.items())

@@ -10,7 +10,9 @@ test_download.py; broken inputs in test_bad_inputs.py. The suite prints
 from __future__ import annotations
 
 import json
+import os
 import random
+import re
 import signal
 import subprocess
 import sys
@@ -170,3 +172,71 @@ def test_full_disk_under_the_registry_leaves_no_version(tmp_path: Path, full_dis
     assert registry.versions(full_disk, "m") == [1] and registry.verify(full_disk) == []
     assert registry.resolve(full_disk, "m@champion") == ("m", 1)
     assert not list((full_disk / "m").glob(".staging-*"))  # the partial copy was removed
+
+
+FLOW_RUN_STATE = """
+import asyncio, sys
+from prefect.client.orchestration import get_client
+async def main():
+    async with get_client() as client:
+        run = await client.read_flow_run(sys.argv[1])
+        print(run.state_type.value, run.state.message or "")
+asyncio.run(main())
+"""
+
+
+def serve(repo: Path, env: dict[str, str]) -> subprocess.Popen:
+    """`python -m flows.serve` in `repo`, in its own process group (so the whole host can be killed), once its
+    deployments are served."""
+    log = open(repo.parent / f"serve-{time.monotonic_ns()}.log", "w")
+    process = subprocess.Popen([sys.executable, "-m", "flows.serve"], cwd=repo, env=env, stdout=log,
+                               stderr=subprocess.STDOUT, start_new_session=True)
+    deadline = time.monotonic() + 120
+    while "train-mnist/mnist" not in prefect(env, "deployment", "ls").stdout:
+        assert process.poll() is None and time.monotonic() < deadline, Path(log.name).read_text()[-3000:]
+        time.sleep(2)
+    return process
+
+
+def test_a_killed_serving_host_never_blocks_its_deployment(tmp_path_factory):
+    """SIGKILL of the serving process group mid-training (the whole host: server of runs, flow run, dvc, the
+    stage): the run is marked Crashed by the heartbeat automation without a person, its concurrency slot is
+    released, and the next run completes and prunes the worktree the dead run left."""
+    from tests.harness import make_repo, prefect_server
+
+    with prefect_server(tmp_path_factory.mktemp("crash-home")) as env:
+        repo = make_repo(tmp_path_factory.mktemp("crash-project"))
+        host = serve(repo, env)
+        started = prefect(env, "deployment", "run", "train-mnist/mnist", "-p", "model=cnn", "-p", "epochs=40",
+                          "-p", "max_train_images=2000", cwd=repo)
+        flow_run_id = re.search(r"UUID: ([0-9a-f-]{36})", started.stdout).group(1)
+        deadline = time.monotonic() + 600
+        while not training_processes(repo):
+            assert host.poll() is None and time.monotonic() < deadline, "training never started"
+            time.sleep(0.5)
+        os.killpg(host.pid, signal.SIGKILL)
+        host.wait()
+        killed_at = time.monotonic()
+        stale = [line for line in subprocess.run(["git", "worktree", "list"], cwd=repo, capture_output=True,
+                                                 text=True).stdout.splitlines()[1:]]
+        assert len(stale) == 1  # the dead run's worktree, left registered and on disk
+
+        state = ""
+        while not state.startswith("CRASHED"):
+            assert time.monotonic() - killed_at < 300, f"still {state!r} 300 s after the host died"
+            time.sleep(5)
+            state = subprocess.run([sys.executable, "-c", FLOW_RUN_STATE, flow_run_id], env=env,
+                                   capture_output=True, text=True).stdout.strip()
+        assert "no heartbeat" in state
+        print(f"marked Crashed {time.monotonic() - killed_at:.0f} s after the host died")
+
+        host = serve(repo, env)
+        try:
+            rerun = prefect(env, "deployment", "run", "train-mnist/mnist", *TINY, "--watch", cwd=repo, timeout=600)
+            assert rerun.returncode == 0, rerun.stdout[-3000:] + rerun.stderr[-3000:]  # the slot was released
+            listed = subprocess.run(["git", "worktree", "list"], cwd=repo, capture_output=True, text=True).stdout
+            assert listed.count("\n") == 1, listed  # the dead run's worktree is gone
+            assert not Path(stale[0].split()[0]).exists()
+        finally:
+            os.killpg(host.pid, signal.SIGTERM)
+            host.wait(timeout=60)

@@ -5,6 +5,7 @@ from __future__ import annotations
 import json
 import re
 import subprocess
+import sys
 from pathlib import Path
 
 import pytest
@@ -43,6 +44,82 @@ def test_deployment_run_registers_a_version_with_lineage(prefect_env, served: Pa
     assert table.returncode == 0 and "accuracy" in table.stdout
     assert not subprocess.run(["git", "worktree", "list"], cwd=served, capture_output=True,
                               text=True).stdout.count("\n") > 1  # the run's workspace is gone
+
+    run_info = json.loads(subprocess.run([sys.executable, "-c", RUN_AND_LOGS, record["flow_run_id"]], env=prefect_env,
+                                         capture_output=True, text=True, check=True).stdout)
+    assert re.fullmatch(r"mnist-mlp_500-[0-9a-f]{8}", run_info["name"]), run_info["name"]
+    assert sorted(run_info["parameters"]) == ["dataset", "epochs", "max_train_images", "model"]
+    # the train stage's lines reached the log while it ran: its first and last lines are logged as far apart
+    # as the stage took (they used to arrive together when it had ended)
+    logs = run_info["logs"]
+    first = next(t for t, line in logs if line.startswith("Running stage 'train'"))
+    done = next((t, line) for t, line in logs if line.startswith("train: done in "))
+    took = float(done[1].split()[3])
+    assert done[0] - first >= 0.5 * took, (done, first, took)
+    epoch = next(t for t, line in logs if re.match(r"\d+/\d+ - .* - val_loss: ", line))  # Keras' epoch line
+    assert first < epoch < done[0]
+
+
+RUN_AND_LOGS = """
+import asyncio, json, sys
+from prefect.client.orchestration import get_client
+from prefect.client.schemas.filters import LogFilter, LogFilterFlowRunId
+async def main():
+    async with get_client() as client:
+        run = await client.read_flow_run(sys.argv[1])
+        logs = await client.read_logs(log_filter=LogFilter(flow_run_id=LogFilterFlowRunId(any_=[run.id])))
+        print(json.dumps({"name": run.name, "parameters": {k: v for k, v in run.parameters.items()},
+                          "logs": sorted((log.timestamp.timestamp(), log.message) for log in logs)}))
+asyncio.run(main())
+"""
+
+
+def test_report_artifact_shows_its_pictures_in_the_prefect_ui(prefect_env, served: Path, tmp_path: Path):
+    """The report as a person sees it in the Prefect UI, in a real headless Chromium: every picture loaded."""
+    from selenium import webdriver
+    from selenium.webdriver.chrome.service import Service
+    from selenium.webdriver.common.by import By
+    from selenium.webdriver.support.ui import WebDriverWait
+
+    if not versions(served, "mlp_500"):
+        run = prefect(prefect_env, "deployment", "run", "train-mnist/mnist", *TINY, "--watch", cwd=served)
+        assert run.returncode == 0, run.stdout[-3000:] + run.stderr[-3000:]
+    found = subprocess.run([sys.executable, "-c", ARTIFACT_ID, "mnist-mlp-500-report"], env=prefect_env,
+                           capture_output=True, text=True, check=True).stdout.strip()
+    ui = prefect_env["PREFECT_API_URL"].removesuffix("/api")
+    options = webdriver.ChromeOptions()
+    options.binary_location = "/usr/bin/chromium"
+    for flag in ("--headless", "--no-sandbox", "--disable-gpu", "--disable-quic", "--no-first-run",
+                 "--disable-background-networking", "--disable-component-update", "--disable-sync",
+                 "--disable-dev-shm-usage", "--window-size=1400,2400", f"--user-data-dir={tmp_path / 'profile'}"):
+        options.add_argument(flag)
+    driver = webdriver.Chrome(options=options, service=Service("/usr/bin/chromedriver"))
+    try:
+        driver.get(f"{ui}/artifacts/artifact/{found}")
+        WebDriverWait(driver, 90).until(lambda d: len(d.find_elements(By.CSS_SELECTOR, "img[alt]")) >= 4)
+        images = WebDriverWait(driver, 60).until(lambda d: d.execute_script(
+            "const imgs = [...document.querySelectorAll('img[alt]')];"
+            "return imgs.every(i => i.complete) ? imgs.map(i => [i.alt, i.naturalWidth]) : null;"))
+        driver.save_screenshot(str(tmp_path / "artifact.png"))
+    finally:
+        driver.quit()
+    pictures = {alt: width for alt, width in images if alt in ("sample inputs", "learning curves",
+                                                                  "confusion matrix", "mistakes")}
+    assert set(pictures) == {"sample inputs", "learning curves", "confusion matrix", "mistakes"}, images
+    assert all(width > 0 for width in pictures.values()), images  # every picture loaded
+    assert (tmp_path / "artifact.png").stat().st_size > 10_000
+
+
+ARTIFACT_ID = """
+import asyncio, sys
+from prefect.client.orchestration import get_client
+from prefect.client.schemas.filters import ArtifactFilter, ArtifactFilterKey
+async def main():
+    async with get_client() as client:
+        found = await client.read_artifacts(artifact_filter=ArtifactFilter(key=ArtifactFilterKey(any_=[sys.argv[1]])))
+        print(found[-1].id)
+asyncio.run(main())
+"""
 
 
 def registered(repo: Path) -> dict[str, list[str]]:
