@@ -44,7 +44,8 @@ class ModelSpec(Section):
     epochs: int = Field(default=20, ge=1)
     stop_at_loss: float | None = None  # the tutorial's threshold stop: end training when loss < this
     claimed: str = "not stated"
-    claimed_accuracy: float | None = None
+    claimed_accuracy: float | None = None  # in the tutorial's `metric`
+    claim_dataset: Literal["mnist", "fashion_mnist"] = "mnist"  # the data the tutorial's number was measured on
     source: str = ""
 
     @property

@@ -20,6 +20,18 @@ import numpy as np
 from mnist_pipeline.catalogue import N_CLASSES
 from mnist_pipeline.config import EvaluateParams
 
+Z95 = 1.959963984540054  # the normal quantile of a two-sided 95% interval
+
+
+def wilson_interval(correct: int, total: int, z: float = Z95) -> tuple[float, float]:
+    """The 95% Wilson score interval of a proportion `correct / total` (sound near 0 and 1, unlike p +- z se)."""
+    if total <= 0:
+        return 0.0, 1.0
+    p = correct / total
+    centre = (p + z * z / (2 * total)) / (1 + z * z / total)
+    half = z * np.sqrt(p * (1 - p) / total + z * z / (4 * total * total)) / (1 + z * z / total)
+    return float(max(0.0, centre - half)), float(min(1.0, centre + half))
+
 
 def top1(probabilities: np.ndarray, labels: np.ndarray) -> float:
     """Fraction of rows whose highest-probability class is the true class id."""
@@ -96,6 +108,9 @@ def evaluate_classifier(probs: dict[str, np.ndarray], truth: dict[str, np.ndarra
         + (f" (training accuracy on a seeded sample of {sampled:,} of {train_total:,} images)"
            if sampled < train_total else ""),
         "train_accuracy_images": [sampled, train_total],
+        "intervals": {split: {"correct": int(round(accuracy[split] * len(truth[split]))), "total": len(truth[split]),
+                              "ci95": wilson_interval(int(round(accuracy[split] * len(truth[split]))),
+                                                      len(truth[split]))} for split in ("val", "test")},
         "per_class": classes, "confusion": confusion,
         "mistakes": confident_mistakes(probs["test"], truth["test"], params.mistakes),
         "predicted": probs["test"].argmax(axis=1).tolist(), "true": truth["test"].tolist(),

@@ -9,6 +9,7 @@ from __future__ import annotations
 import json
 from typing import Any
 
+from mnist_pipeline.claims import Run, judge
 from mnist_pipeline.config import ReportParams, parse_section
 from mnist_pipeline.files import atomic_path, load_npz, read_json
 from mnist_pipeline.layout import Layout
@@ -30,10 +31,15 @@ def main(params: dict[str, Any], layout: Layout) -> None:
     settings = parse_section(params, "report", ReportParams)
     trained = read_json(layout.train_record)
     fetched = read_json(layout.fetch_record)
+    evaluation, features = read_json(layout.evaluation_record), read_json(layout.features_record)
+    test = evaluation["intervals"]["test"]
+    run_facts = Run(dataset=fetched["dataset"], source=fetched["source"], train_images=trained["shapes"]["x_train"][0],
+                    weights=None if features.get("skipped") else features["weights"], metrics=evaluation["metrics"],
+                    test_correct=test["correct"], test_total=test["total"])
     ctx: dict[str, Any] = {
         "fetch": fetched, "validation": read_json(layout.validation_record),
-        "prepare": read_json(layout.prepare_record), "train": trained,
-        "evaluation": read_json(layout.evaluation_record), "samples_per_class": settings.samples_per_class,
+        "prepare": read_json(layout.prepare_record), "train": trained, "evaluation": evaluation,
+        "verdict": judge(trained["spec"], run_facts), "samples_per_class": settings.samples_per_class,
         "git": git_revision(), "stages": lock_stages(layout.dvc_lock), "timings": timings(layout),
     }
     out_dir = layout.report_dir(fetched["dataset"], trained["model"])

@@ -24,18 +24,19 @@ def lessons(results: dict[str, dict[str, Any]]) -> list[str]:
     def pair(a: str, b: str, template: str) -> None:
         first, second = accuracy(results, a), accuracy(results, b)
         if first is not None and second is not None:
-            out.append(template.format(a=first, b=second, diff=second - first))
+            out.append(template.format(a=first, b=second, diff=(second - first) * 100))
 
-    pair("lee_mse_sigmoid", "lee_ce_sigmoid", "**Loss**: with the same sigmoid 500-500 net and SGD, mean squared error "
-         "reaches {a:.1%} and cross-entropy {b:.1%} ({diff:+.1%}). Cross-entropy is the loss for classification.")
+    pair("lee_mse_sigmoid", "lee_ce_sigmoid", "**Loss**: with the same sigmoid 500-500 net and SGD, mean squared "
+         "error reaches {a:.1%} and cross-entropy {b:.1%} ({diff:+.1f} points). Cross-entropy is the loss for "
+         "classification.")
     pair("lee_ce_sigmoid", "lee_ce_relu", "**Activation**: swapping sigmoid for relu in the cross-entropy net moves "
-         "test accuracy from {a:.1%} to {b:.1%} ({diff:+.1%}).")
+         "test accuracy from {a:.1%} to {b:.1%} ({diff:+.1f} points).")
     pair("deep_sigmoid", "deep_relu", "**Activation, deeper net**: 200-100-60-30 with sigmoid {a:.1%}, "
-         "with relu {b:.1%} ({diff:+.1%}).")
+         "with relu {b:.1%} ({diff:+.1f} points).")
     pair("lee_mse_sigmoid", "lee_deep10_mse_sigmoid", "**Depth**: 2 sigmoid layers with MSE {a:.1%}, 10 layers "
-         "{b:.1%} ({diff:+.1%}): more depth does not rescue a bad loss and activation.")
+         "{b:.1%} ({diff:+.1f} points): more depth does not rescue a bad loss and activation.")
     pair(UNNORMALIZED, "mlp_500", "**Normalisation**: the 500-500 relu MLP on raw 0..255 pixels {a:.1%}, "
-         "on x/255 {b:.1%} ({diff:+.1%}).")
+         "on x/255 {b:.1%} ({diff:+.1f} points).")
     for a, b in (("deep_relu", "deep_relu_dropout"), ("mlp_500", "mlp_relu_adam")):
         first, second = results.get(a, {}).get("metrics"), results.get(b, {}).get("metrics")
         if first and second:
