@@ -26,6 +26,7 @@ from prefect.runtime import flow_run
 
 from mnist_pipeline import registry
 from mnist_pipeline.config import RegistryParams, parse_section
+from mnist_pipeline.files import write_json
 from mnist_pipeline.layout import Layout
 from mnist_pipeline.orchestration import (
     OVERRIDES,
@@ -33,6 +34,7 @@ from mnist_pipeline.orchestration import (
     check_run,
     read_yaml,
     run_lineage,
+    save_experiment,
     slug,
     stage_names,
     workspace,
@@ -77,9 +79,16 @@ def register_model(folder: str, root: str, started_at: str) -> dict[str, Any]:
               "params": {k: params[k] for k in ("data", "prepare", "resize", "features", "train")},
               "model_spec": trained["spec"], "resumed_from_checkpoint": trained["resumed_from_checkpoint"],
               "flow_run_id": str(flow_run.get_id()), "run_started_at": started_at, **run_lineage(work, project)}
+
+    def as_experiment(number: str, blessed: bool) -> dict[str, Any]:
+        """Save the run as the DVC experiment `<model>-vN`, its registry version among its metrics."""
+        write_json(layout.registration, {"registry_version": f"{model}@{number}", "blessed": int(blessed)})
+        save_experiment(work, f"{model}-{number}", [layout.registration])
+        return {"experiment": f"{model}-{number}"}
+
     version = registry.register(project / settings.dir, model, layout.model_file, record,
                                 registry.Gate(settings.min_accuracy, settings.tolerance),
-                                attachments={"report": layout.report_dir(dataset, model)})
+                                attachments={"report": layout.report_dir(dataset, model)}, on_number=as_experiment)
     latest = Layout.from_params(params, project)
     shutil.copytree(layout.report_dir(dataset, model), latest.report_dir(dataset, model), dirs_exist_ok=True)
     evaluation = json.loads(layout.evaluation_record.read_text())
@@ -163,7 +172,8 @@ def run_pipeline(overrides: dict[str, Any], model_settings: dict[str, Any] | Non
     verdict = "blessed, now champion" if version["blessed"] else "not blessed"
     print(f"registered {version['name']}@{version['version']}: {verdict} ({version['gate_reason']}); "
           f"report {version['report']}")
-    return {"version": f"{version['name']}@{version['version']}", "blessed": version["blessed"],
+    return {"version": f"{version['name']}@{version['version']}", "experiment": version["experiment"],
+            "blessed": version["blessed"],
             "metrics": version["metrics"], "report": version["report"], "stages_run": ran,
             **{k: version[k] for k in ("spec", "epochs_run", "stopped_by", "diagnosis", "audit")}}
 

@@ -136,6 +136,10 @@ class Layout:
     def confusion_csv(self) -> Path:
         return self.folder("evaluation") / "confusion.csv"
 
+    @property
+    def registration(self) -> Path:
+        return self.folder("evaluation") / "registration.json"  # a deployment run's registry version (a metric)
+
     # report
     def report_dir(self, dataset: str, model: str) -> Path:
         return self.folder("reports") / dataset / model

@@ -34,6 +34,7 @@ from mnist_pipeline.config import (
     ValidateParams,
     parse_section,
 )
+from mnist_pipeline.errors import PipelineError
 from mnist_pipeline.layout import Layout
 from mnist_pipeline.lineage import lock_stages
 
@@ -122,6 +123,25 @@ def workspace(root: Path, start_lock: Path | None = None) -> Iterator[Path]:
     finally:
         git(root, "worktree", "remove", "--force", str(folder))
         shutil.rmtree(folder.parent, ignore_errors=True)
+
+
+def save_experiment(folder: Path, name: str, untracked: list[Path]) -> None:
+    """Record the workspace's run (params, dvc.lock, metrics, plots, report) as the DVC experiment `name`.
+
+    The worktree shares the project's git repository, so `dvc exp show` in the project lists it beside its
+    own experiments. A commit needs an author: git's configured one, else `mnist-pipeline`.
+    """
+    env = dict(os.environ)
+    if not subprocess.run(["git", "config", "user.name"], cwd=folder, capture_output=True, text=True).stdout.strip():
+        env.update({f"GIT_{who}_{what}": value for who in ("AUTHOR", "COMMITTER")
+                    for what, value in (("NAME", "mnist-pipeline"), ("EMAIL", "mnist-pipeline@localhost"))})
+    args = ["dvc", "exp", "save", "--force", "--name", name]
+    for path in untracked:
+        args += ["--include-untracked", str(path.relative_to(folder))]
+    done = subprocess.run(args, cwd=folder, env=env, capture_output=True, text=True)
+    if done.returncode != 0:
+        last = (done.stderr or done.stdout).strip().splitlines()[-1:] or ["no output"]
+        raise PipelineError(f"dvc exp save --name {name} failed: {last[0]}")
 
 
 def read_yaml(path: Path) -> dict[str, Any]:

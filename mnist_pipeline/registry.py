@@ -23,6 +23,7 @@ import re
 import shutil
 import socket
 import tempfile
+from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import datetime, timezone
 from pathlib import Path
@@ -246,9 +247,14 @@ def _alive(pid: int) -> bool:
 
 
 def register(root: Path, name: str, model_file: Path, record: dict[str, Any], gate: Gate,
-             attachments: dict[str, Path] | None = None) -> dict[str, Any]:
+             attachments: dict[str, Path] | None = None,
+             on_number: Callable[[str, bool], dict[str, Any]] | None = None) -> dict[str, Any]:
     """Add `model_file` (and `attachments`: folder name -> folder to copy) as the next version of
-    `name`, judge it, move `champion` if blessed. All files are in place before the version appears."""
+    `name`, judge it, move `champion` if blessed. All files are in place before the version appears.
+
+    `on_number(version, blessed)` runs once the number is known, before the version appears, and its
+    fields join the record (the flow saves the run as the DVC experiment `<name>-vN` there); when it
+    raises, nothing is registered."""
     check_name(name)
     folder = root / name
     folder.mkdir(parents=True, exist_ok=True)
@@ -268,6 +274,8 @@ def register(root: Path, name: str, model_file: Path, record: dict[str, Any], ga
             final = {**record, "name": name, "version": version, "blessed": blessed, "gate_reason": reason,
                      "gate": {"min_accuracy": gate.min_accuracy, "tolerance": gate.tolerance},
                      "registered_at": datetime.now(timezone.utc).isoformat(timespec="milliseconds")}
+            if on_number is not None:
+                final.update(on_number(version, blessed))
             write_json(staging / "record.json", final)
             _share(staging)
             os.rename(staging, folder / version)  # atomic; fails rather than overwrite

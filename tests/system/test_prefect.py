@@ -45,6 +45,17 @@ def test_deployment_run_registers_a_version_with_lineage(prefect_env, served: Pa
     assert not subprocess.run(["git", "worktree", "list"], cwd=served, capture_output=True,
                               text=True).stdout.count("\n") > 1  # the run's workspace is gone
 
+    # the run is a DVC experiment of the project, named after its version; its metrics name the version
+    assert record["experiment"] == "mlp_500-v1"
+    shown = subprocess.run(["dvc", "exp", "show", "--json"], cwd=served, env=stage_env(), capture_output=True,
+                           text=True, check=True)
+    experiments = {rev["name"]: rev["data"] for row in json.loads(shown.stdout)
+                   for group in row.get("experiments") or [] for rev in group["revs"]}
+    metrics = experiments["mlp_500-v1"]["metrics"]
+    assert metrics["evaluation/registration.json"]["data"]["registry_version"] == "mlp_500@v1"
+    assert metrics["evaluation/metrics.json"]["data"]["accuracy"] == record["metrics"]["accuracy"]
+    assert experiments["mlp_500-v1"]["params"]["params.yaml"]["data"]["train"]["epochs"] == 1
+
     run_info = json.loads(subprocess.run([sys.executable, "-c", RUN_AND_LOGS, record["flow_run_id"]], env=prefect_env,
                                          capture_output=True, text=True, check=True).stdout)
     assert re.fullmatch(r"mnist-mlp_500-[0-9a-f]{8}", run_info["name"]), run_info["name"]

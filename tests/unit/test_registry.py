@@ -111,3 +111,20 @@ def test_cli_list_show_predict(tmp_path: Path, mnist_sample):
     helped = subprocess.run([sys.executable, "-m", "mnist_cli", "registry", "--help"], capture_output=True, text=True,
                             env=stage_env())
     assert helped.returncode == 0 and "verify" in helped.stdout and "rollback" in helped.stdout
+
+
+def test_on_number_joins_the_record_and_its_failure_registers_nothing(tmp_path: Path):
+    """The flow saves the run as a DVC experiment named after the version inside `on_number`: its fields join
+    the record, and when it fails no version appears."""
+    root = tmp_path / "reg"
+
+    def broken(version: str, blessed: bool) -> dict:
+        raise PipelineError(f"dvc exp save --name m-{version} failed")
+
+    with pytest.raises(PipelineError, match="dvc exp save --name m-v1 failed"):
+        registry.register(root, "m", fake_model(tmp_path), record(0.9), GATE, on_number=broken)
+    assert registry.versions(root, "m") == [] and not list((root / "m").glob(".staging-*"))
+    added = registry.register(root, "m", fake_model(tmp_path), record(0.9), GATE,
+                              on_number=lambda version, blessed: {"experiment": f"m-{version}", "seen": blessed})
+    assert added["version"] == "v1" and added["experiment"] == "m-v1" and added["seen"] is True
+    assert registry.read_record(root, "m", 1)["experiment"] == "m-v1"
