@@ -21,6 +21,7 @@ from pathlib import Path
 from typing import Any
 
 import yaml
+from filelock import FileLock
 
 from mnist_pipeline.catalogue import entry, model_input, model_spec
 from mnist_pipeline.config import (
@@ -129,7 +130,9 @@ def save_experiment(folder: Path, name: str, untracked: list[Path]) -> None:
     """Record the workspace's run (params, dvc.lock, metrics, plots, report) as the DVC experiment `name`.
 
     The worktree shares the project's git repository, so `dvc exp show` in the project lists it beside its
-    own experiments. A commit needs an author: git's configured one, else `mnist-pipeline`.
+    own experiments. Saves are one at a time across the project's worktrees (a sweep's children finish
+    together, and `dvc exp save` moves refs they all share). A commit needs an author: git's configured
+    one, else `mnist-pipeline`.
     """
     env = dict(os.environ)
     if not subprocess.run(["git", "config", "user.name"], cwd=folder, capture_output=True, text=True).stdout.strip():
@@ -138,7 +141,9 @@ def save_experiment(folder: Path, name: str, untracked: list[Path]) -> None:
     args = ["dvc", "exp", "save", "--force", "--name", name]
     for path in untracked:
         args += ["--include-untracked", str(path.relative_to(folder))]
-    done = subprocess.run(args, cwd=folder, env=env, capture_output=True, text=True)
+    common = Path(git(folder, "rev-parse", "--path-format=absolute", "--git-common-dir"))
+    with FileLock(common / "mnist-pipeline-exp-save.lock", timeout=600):  # exp save writes refs the worktrees share
+        done = subprocess.run(args, cwd=folder, env=env, capture_output=True, text=True)
     if done.returncode != 0:
         last = (done.stderr or done.stdout).strip().splitlines()[-1:] or ["no output"]
         raise PipelineError(f"dvc exp save --name {name} failed: {last[0]}")
