@@ -181,6 +181,15 @@ def stopped_by(spec: ModelSpec, history: dict[str, list[float]], stack: list[Any
     return f"all {len(history.get('loss', []))} epochs"
 
 
+def restored_epoch(history: dict[str, list[float]], stack: list[Any]) -> int | None:
+    """The epoch (1-based) whose weights the model ends with when early stopping restores the best ones:
+    Keras restores the lowest validation loss's weights at the end of training whether or not it stopped
+    early (the first epoch reaching the minimum). None when nothing is restored."""
+    restores = any(isinstance(c, keras.callbacks.EarlyStopping) and c.restore_best_weights for c in stack)
+    losses = history.get("val_loss", [])
+    return int(np.argmin(losses)) + 1 if restores and losses else None
+
+
 def predict_splits(model: Any, spec: ModelSpec, inputs: dict[str, np.ndarray], y_test: np.ndarray,
                    batch_size: int) -> tuple[dict[str, np.ndarray], dict[str, Any]]:
     """The fitted model's class probabilities on each split of `inputs` (test, val, train); and what Keras

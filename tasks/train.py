@@ -100,6 +100,7 @@ def main(params: dict[str, Any], layout: Layout) -> None:
         model, history, stack, seconds = fit_model(spec, data, settings, layout, backup, resuming)
         training.epoch_log_path(backup).unlink(missing_ok=True)  # the fit finished: nothing to resume
     how = training.stopped_by(spec, history, stack)
+    restored = training.restored_epoch(history, stack)
     x_test, y_test = load_test_data(layout, spec, needs)
     sample = training.sample_rows(len(data["x_train"]), settings.predict_train_images, settings.seed)
     inputs = {"test": x_test, "val": data["x_val"], "train": data["x_train"][sample]}
@@ -112,6 +113,7 @@ def main(params: dict[str, Any], layout: Layout) -> None:
     write_json(layout.train_record, {
         "model": settings.model, "spec": spec.model_dump(), "train_params": settings.model_dump(),
         "history": history, "epochs_run": len(history.get("loss", [])), "stopped_by": how,
+        "restored_epoch": restored,  # the epoch whose weights were evaluated (None: the last)
         "parameters": int(model.count_params()), "seconds": round(seconds, 2), "run_key": key,
         "resumed_from_checkpoint": resuming, "layers": training.layer_table(model),
         "shapes": {k: list(v.shape) for k, v in data.items() if k.startswith(("x_", "y_"))},

@@ -24,17 +24,28 @@ def _save(plt, fig, path: Path) -> None:
     plt.close(fig)
 
 
-def curves_png(path: Path, history: dict[str, list[float]], metric: str) -> None:
-    """Loss and metric per epoch, training vs validation."""
+TITLES = {"loss": "loss", "accuracy": "accuracy (top-1)",
+          "binary_accuracy": "binary accuracy (Keras' metric: 10 yes/no outputs, not top-1)"}
+
+
+def curves_png(path: Path, history: dict[str, list[float]], metric: str, restored: int | None = None) -> None:
+    """Loss and the tutorial's metric per epoch, training vs validation; integer epochs, plain axes, and the
+    epoch whose weights were evaluated marked when early stopping restored an earlier one."""
+    from matplotlib.ticker import MaxNLocator
+
     plt, fig = _figure(10, 3.5)
     for position, key in enumerate(("loss", metric), start=1):
         axis = fig.add_subplot(1, 2, position)
         epochs = np.arange(1, len(history.get(key, [])) + 1)
         axis.plot(epochs, history.get(key, []), marker="o", label="train")
         axis.plot(epochs, history.get(f"val_{key}", []), marker="o", label="validation")
+        if restored is not None and restored != len(epochs):
+            axis.axvline(restored, color="grey", linestyle="--", label=f"weights evaluated (epoch {restored})")
         axis.set_xlabel("epoch")
-        axis.set_title(key)
-        axis.legend()
+        axis.xaxis.set_major_locator(MaxNLocator(integer=True))
+        axis.ticklabel_format(axis="y", useOffset=False)
+        axis.set_title(TITLES.get(key, key), fontsize=10)
+        axis.legend(fontsize=8)
         axis.grid(alpha=0.3)
     _save(plt, fig, path)
 

@@ -70,11 +70,20 @@ def training_section(ctx: dict[str, Any]) -> list[str]:
         ["optimizer", f"{spec['optimizer']} (learning rate {spec['learning_rate']}{momentum})"],
         ["loss", spec["loss"]], ["metric Keras reported", spec["metric"]],
         ["batch size", spec["batch_size"]], ["epochs", f"{trained['epochs_run']} of {spec['epochs']} max"],
-        ["stopped by", trained["stopped_by"]], ["seed", trained["train_params"]["seed"]],
+        ["stopped by", trained["stopped_by"]], ["evaluated weights", evaluated_weights(trained)],
+        ["seed", trained["train_params"]["seed"]],
         ["training time", f"{trained['seconds']:.1f} s"],
     ]
     curves = [f"![learning curves]({PLOTS['curves']})", ""] if ctx.get("curves") else []
     return ["## Training", "", table(["setting", "value"], rows), "", *curves]
+
+
+def evaluated_weights(trained: dict[str, Any]) -> str:
+    """Which epoch's weights every number below comes from."""
+    restored, run = trained.get("restored_epoch"), trained["epochs_run"]
+    if restored is None or restored == run:
+        return f"the last epoch's ({run})"
+    return f"epoch {restored} of {run}: early stopping restores the weights with the lowest validation loss"
 
 
 def metrics_section(ctx: dict[str, Any]) -> list[str]:
@@ -146,7 +155,8 @@ def write_plots(out_dir: Path, ctx: dict[str, Any], raw: dict[str, np.ndarray]) 
     names = class_names(ctx["fetch"]["dataset"])
     history = ctx["train"]["history"]
     if history.get("val_loss"):
-        curves_png(out_dir / PLOTS["curves"], history, ctx["train"]["spec"]["metric"])
+        curves_png(out_dir / PLOTS["curves"], history, ctx["train"]["spec"]["metric"],
+                   ctx["train"].get("restored_epoch"))
         ctx["curves"] = True
     evaluation = ctx["evaluation"]
     confusion_png(out_dir / PLOTS["confusion"], np.array(evaluation["confusion"]), names)

@@ -117,6 +117,9 @@ def test_report_sections_images_and_numbers(data_dir: Path, tmp_path: Path, run_
     assert f"| accuracy | {metrics['accuracy']:.4f} |" in text
     assert "**Metric audit: flagged.**" in text  # binary accuracy of a 10-class model
     assert "3,600 / 400 / 1,000" in text  # train / validation / test of the sample
+    restored = json.loads((folder / "model/train.json").read_text())["restored_epoch"]
+    assert "| evaluated weights |" in text and (restored is None or f"epoch {restored}" in text
+                                                   or f"the last epoch's ({restored})" in text)
     assert "\\<img" in text and not re.search(r"(?<!\\)<img|(?<!\\)\]\(javascript", text)  # user text escaped
 
 

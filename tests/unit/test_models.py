@@ -153,3 +153,17 @@ def test_cnn_dropout_rates():
     assert rates({}) == [0.25] * 4
     assert rates({"dropout": 0.5}) == [0.25, 0.5, 0.5, 0.5]
     assert rates({"dropout": 0.4, "conv_dropout": None}) == [0.4] * 4
+
+
+def test_restored_epoch_is_the_first_lowest_validation_loss():
+    """Keras restores the best weights at the end of training even without stopping early: the report must say
+    which epoch's weights it evaluated, not only how training stopped."""
+    import keras
+
+    from mnist_pipeline.training import restored_epoch
+
+    history = {"val_loss": [0.5, 0.3, 0.4, 0.3]}
+    restoring = [keras.callbacks.EarlyStopping(monitor="val_loss", patience=3, restore_best_weights=True)]
+    assert restored_epoch(history, restoring) == 2
+    assert restored_epoch(history, []) is None
+    assert restored_epoch({}, restoring) is None
