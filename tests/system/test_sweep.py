@@ -49,6 +49,7 @@ def test_sweep_on_a_local_cluster_matches_one_after_another_and_a_failure_fails_
     assert "failed" in board and "learning\\_rate" in board
     assert "fetch 0 time(s), validate 0 time(s) in the children" in board
     assert (served / "reports/mnist/sweeps/par/leaderboard.png").stat().st_size > 1000
+    assert not list((served / ".dvc/tmp/sweeps").glob("*.dvc.lock"))  # the shared lock file is gone
 
     # the same configurations one after another, from the CLI: the same metrics
     cli = [sys.executable, "-m", "mnist_cli", "sweep", "--models", "deep_relu", "--grid", "learning_rate=0.001",
