@@ -77,3 +77,16 @@ def test_bad_sweeps_are_refused_before_anything_runs(tmp_path: Path, args: list[
                          timeout=120, env={"PATH": str(Path(sys.executable).parent) + ":/usr/bin:/bin",
                                            "PREFECT_API_URL": "http://127.0.0.1:9/api", "HOME": str(tmp_path)})
     assert run.returncode == 1 and message in run.stderr and run.stderr.count("\n") == 1, run.stderr
+
+
+def test_a_sweep_that_fails_after_its_shared_step_leaves_no_lock_file(prefect_env, served: Path):
+    """The shared preprocessing writes a dvc.lock copy for the children; a sweep that then fails as a whole
+    (here: no Dask scheduler at --address) must remove it (it used to stay behind)."""
+    from tests.harness import free_port
+
+    args = [sys.executable, "-m", "mnist_cli", "sweep", "--models", "mlp_500", "--epochs", "1",
+            "--max-train-images", "500", "--name", "nocluster", "--address", f"tcp://127.0.0.1:{free_port()}"]
+    done = subprocess.run(args, cwd=served, env={**prefect_env, "DASK_DISTRIBUTED__COMM__TIMEOUTS__CONNECT": "5s"},
+                          capture_output=True, text=True, timeout=600)
+    assert done.returncode != 0, done.stdout[-2000:] + done.stderr[-2000:]
+    assert not list((served / ".dvc/tmp/sweeps").glob("nocluster-*.dvc.lock"))
