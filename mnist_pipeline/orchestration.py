@@ -11,7 +11,6 @@ import json
 import os
 import re
 import shutil
-import socket
 import subprocess
 import tempfile
 import urllib.request
@@ -38,6 +37,7 @@ from mnist_pipeline.config import (
 from mnist_pipeline.errors import PipelineError
 from mnist_pipeline.layout import Layout
 from mnist_pipeline.lineage import lock_stages
+from mnist_pipeline.processes import alive, host_name
 
 # flow parameter -> (params section, key)
 OVERRIDES = {"dataset": ("data", "dataset"), "model": ("train", "model"), "epochs": ("train", "epochs"),
@@ -65,17 +65,6 @@ WORKSPACE_PREFIX = "train-mnist-"
 OWNER = "owner.json"  # beside a workspace: which host and process made it
 
 
-def alive(pid: int) -> bool:
-    """Whether process `pid` exists on this host."""
-    try:
-        os.kill(pid, 0)
-    except ProcessLookupError:
-        return False
-    except PermissionError:
-        return True
-    return True
-
-
 def prune_dead_workspaces(root: Path) -> list[str]:
     """Remove the worktrees whose run's process died on this host (a SIGKILLed serving host leaves them
     registered and on disk); git forgets those whose folder is gone. The removed folders."""
@@ -90,7 +79,7 @@ def prune_dead_workspaces(root: Path) -> list[str]:
             made_by = json.loads(owner.read_text())
         except (OSError, ValueError):
             continue  # not ours, or still being made
-        if made_by.get("host") == socket.gethostname() and not alive(int(made_by.get("pid", 0))):
+        if made_by.get("host") == host_name() and not alive(int(made_by.get("pid", 0))):
             subprocess.run(["git", "worktree", "remove", "--force", str(folder)], cwd=root, capture_output=True)
             shutil.rmtree(folder.parent, ignore_errors=True)
             removed.append(str(folder))
@@ -108,7 +97,7 @@ def workspace(root: Path, start_lock: Path | None = None) -> Iterator[Path]:
     """
     prune_dead_workspaces(root)
     folder = Path(tempfile.mkdtemp(prefix=WORKSPACE_PREFIX)) / "ws"
-    (folder.parent / OWNER).write_text(json.dumps({"host": socket.gethostname(), "pid": os.getpid()}))
+    (folder.parent / OWNER).write_text(json.dumps({"host": host_name(), "pid": os.getpid()}))
     git(root, "worktree", "add", "--detach", str(folder), "HEAD")
     try:
         if start_lock:

@@ -21,7 +21,6 @@ import json
 import os
 import re
 import shutil
-import socket
 import tempfile
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -33,6 +32,7 @@ from filelock import FileLock
 
 from mnist_pipeline.errors import PipelineError
 from mnist_pipeline.files import sha256_file, write_json
+from mnist_pipeline.processes import alive, host_name
 
 NAME = re.compile(r"^[a-z0-9][a-z0-9_-]{0,63}$")
 REF = re.compile(r"^(?P<name>[^@]+)@(?P<tag>v[1-9][0-9]*|[a-z][a-z0-9_-]{0,31})$")
@@ -214,11 +214,6 @@ def _move_alias(root: Path, name: str, alias: str, version: str, reason: str, ro
     write_json(root / name / "aliases.json", current)
 
 
-def host_name() -> str:
-    """This machine's name as staging folders carry it (only '-', '.', letters and digits kept)."""
-    return re.sub(r"[^A-Za-z0-9.-]", "_", socket.gethostname()) or "unknown-host"
-
-
 def staging_prefix(pid: int | None = None) -> str:
     """`.staging-<host>-<pid>-`: how the staging folder of a registration on this host starts."""
     return f"{STAGING}{host_name()}-{os.getpid() if pid is None else pid}-"
@@ -231,19 +226,8 @@ def remove_abandoned_staging(folder: Path) -> None:
     shared filesystem it may be registering right now) and any folder not named so."""
     for path in folder.glob(f"{STAGING}*"):
         owner = STAGING_NAME.fullmatch(path.name)
-        if owner and owner["host"] == host_name() and not _alive(int(owner["pid"])):
+        if owner and owner["host"] == host_name() and not alive(int(owner["pid"])):
             shutil.rmtree(path, ignore_errors=True)
-
-
-def _alive(pid: int) -> bool:
-    """Whether a process with this id exists (a zombie counts: it is not ours to judge)."""
-    try:
-        os.kill(pid, 0)
-    except ProcessLookupError:
-        return False
-    except PermissionError:
-        return True
-    return True
 
 
 def register(root: Path, name: str, model_file: Path, record: dict[str, Any], gate: Gate,
