@@ -7,14 +7,12 @@ head (any entry of kind `vgg16`) gets the resize stage's own function and the fe
 frozen base, rebuilt from the version's `resize` and `features` params.
 
 A file that cannot be read, whatever it raises, becomes its own error item (one line naming the
-file) and the other files go on; an .npz member that declares more bytes than it holds is
-refused before numpy allocates them.
+file) and the other files go on; `load_npz` refuses an .npz member that declares more bytes than it
+holds before numpy allocates them.
 """
 
 from __future__ import annotations
 
-import math
-import zipfile
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -39,37 +37,8 @@ class Item:
     error: str | None = None
 
 
-def check_npy_sizes(path: Path) -> None:
-    """Refuse an .npz whose .npy headers declare more bytes than their members hold (read nothing else)."""
-    try:
-        archive = zipfile.ZipFile(path)
-    except (zipfile.BadZipFile, OSError):
-        return  # not a zip archive: load_npz says so
-    with archive:
-        for info in archive.infolist():
-            if info.filename.endswith(".npy"):
-                check_npy_member(path, archive, info)
-
-
-def check_npy_member(path: Path, archive: zipfile.ZipFile, info: zipfile.ZipInfo) -> None:
-    """One .npy member: shape x itemsize from its header must fit in the bytes after the header."""
-    try:
-        with archive.open(info) as member:
-            version = np.lib.format.read_magic(member)
-            header = np.lib.format.read_array_header_1_0 if version == (1, 0) else np.lib.format.read_array_header_2_0
-            shape, _, dtype = header(member)
-            held = info.file_size - member.tell()
-    except (ValueError, EOFError, OSError, zipfile.BadZipFile) as exc:
-        raise PipelineError(f"{path}: {info.filename} is not a readable .npy array ({exc})") from None
-    declared = math.prod(shape) * dtype.itemsize
-    if declared > held:
-        raise PipelineError(f"{path}: {info.filename} declares a {shape} {dtype} array ({declared:,} bytes) "
-                            f"but holds {held:,} bytes; refused unread")
-
-
 def npz_items(path: Path) -> list[Item]:
     """(N, 28, 28) images from an .npz (uint8 0..255 or float 0..1), one item each."""
-    check_npy_sizes(path)
     arrays = load_npz(path)
     key = next((k for k in NPZ_KEYS if k in arrays), None)
     if key is None:
