@@ -11,9 +11,9 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Any
 
+from mnist_pipeline.catalogue import N_CLASSES
 from mnist_pipeline.metrics import wilson_interval
 
-N_CLASSES = 10
 DATASET_NAMES = {"mnist": "MNIST", "fashion_mnist": "Fashion-MNIST"}
 
 
