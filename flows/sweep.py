@@ -26,9 +26,10 @@ from prefect.artifacts import create_markdown_artifact
 from prefect.cache_policies import NO_CACHE
 
 from flows.train_mnist import ROOT, repro_stage, train_child
+from mnist_pipeline.config import read_params
 from mnist_pipeline.files import atomic_path, write_json
 from mnist_pipeline.layout import Layout
-from mnist_pipeline.orchestration import apply_overrides, read_yaml, slug, workspace, write_params
+from mnist_pipeline.orchestration import apply_overrides, committed_params, slug, workspace, write_params
 from mnist_pipeline.reporting.leaderboard import leaderboard_png, render_sweep
 from mnist_pipeline.sweeps import LEE_GRID, check_sweep, configurations
 
@@ -44,7 +45,7 @@ def shared_preprocessing(dataset: str, lock_path: str) -> list[str]:
     child starts from, so in the children these stages are up to date.
     """
     with workspace(ROOT) as folder:
-        write_params(folder, apply_overrides(read_yaml(folder / "params.yaml"), {"dataset": dataset}))
+        write_params(folder, apply_overrides(read_params(folder / "params.yaml"), {"dataset": dataset}))
         ran = [stage for stage in SHARED_STAGES if repro_stage.fn(str(folder), stage)]
         Path(lock_path).parent.mkdir(parents=True, exist_ok=True)
         shutil.copyfile(folder / "dvc.lock", lock_path)
@@ -109,7 +110,7 @@ def sweep(dataset: str = "mnist", models: list[str] | None = None, grid: dict[st
           max_train_images: int | None = None, seed: int | None = None, workers: int = 2,
           address: str | None = None) -> dict[str, Any]:
     """Run catalogue entries and/or a grid over model settings as child runs; write one leaderboard."""
-    params = read_yaml(ROOT / "params.yaml")
+    params = committed_params(ROOT)
     check_sweep(grid or {}, name)
     configs = configurations(params["models"], list(models or []), dict(grid or {}), base, name)
     common = {k: v for k, v in {"dataset": dataset, "epochs": epochs, "max_train_images": max_train_images,

@@ -25,14 +25,14 @@ from prefect.cache_policies import NO_CACHE
 from prefect.runtime import flow_run
 
 from mnist_pipeline import registry
-from mnist_pipeline.config import RegistryParams, parse_section
+from mnist_pipeline.config import RegistryParams, parse_section, read_params
 from mnist_pipeline.files import write_json
 from mnist_pipeline.layout import Layout
 from mnist_pipeline.orchestration import (
     OVERRIDES,
     apply_overrides,
     check_run,
-    read_yaml,
+    committed_params,
     run_lineage,
     save_experiment,
     slug,
@@ -71,7 +71,7 @@ def register_model(folder: str, root: str, started_at: str) -> dict[str, Any]:
     """Register the workspace's model as the next version (its report inside it), run the gate, and copy
     the report to the project's reports folder as the latest of this model."""
     work, project = Path(folder), Path(root)
-    params = read_yaml(work / "params.yaml")
+    params = read_params(work / "params.yaml")
     layout, settings = Layout.from_params(params, work), parse_section(params, "registry", RegistryParams)
     trained = json.loads(layout.train_record.read_text())
     model, dataset = trained["model"], params["data"]["dataset"]
@@ -122,7 +122,7 @@ def publish(version: dict[str, Any], dataset: str, model: str, report: str) -> N
 
 def run_name() -> str:
     """`<dataset>-<model>-<short id>`, the flow run's name in the UI (defaults from params.yaml)."""
-    given, defaults = flow_run.parameters, read_yaml(ROOT / "params.yaml")
+    given, defaults = flow_run.parameters, committed_params(ROOT)
     dataset = given.get("dataset") or defaults["data"]["dataset"]
     model = given.get("model") or defaults["train"]["model"]
     return f"{dataset}-{model}-{str(flow_run.id)[:8]}"
@@ -158,11 +158,11 @@ def run_pipeline(overrides: dict[str, Any], model_settings: dict[str, Any] | Non
     from instead of the committed one (see `workspace`).
     """
     started_at = datetime.now(timezone.utc).isoformat(timespec="milliseconds")
-    params = apply_overrides(read_yaml(ROOT / "params.yaml"), overrides, model_settings, variant_of)
-    check_run(params)  # a bad parameter is refused here, before any stage runs
+    params = apply_overrides(committed_params(ROOT), overrides, model_settings, variant_of)
+    check_run(params)  # the params the workspace will run with; a bad one is refused before any stage runs
     dataset, model = params["data"]["dataset"], params["train"]["model"]
     with workspace(ROOT, Path(start_lock) if start_lock else None) as folder:
-        write_params(folder, apply_overrides(read_yaml(folder / "params.yaml"), overrides, model_settings, variant_of))
+        write_params(folder, params)
         print(f"workspace {folder}: {model} on {dataset}, overrides {overrides}"
               + (f", model settings {model_settings}" if model_settings else ""))
         ran = [stage for stage in stage_names(folder)

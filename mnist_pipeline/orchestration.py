@@ -33,6 +33,7 @@ from mnist_pipeline.config import (
     TrainParams,
     ValidateParams,
     parse_section,
+    read_params,
 )
 from mnist_pipeline.errors import PipelineError
 from mnist_pipeline.layout import Layout
@@ -105,8 +106,8 @@ def workspace(root: Path, start_lock: Path | None = None) -> Iterator[Path]:
         subprocess.run(["dvc", "config", "--local", "cache.dir", str(root / ".dvc" / "cache")], cwd=folder,
                        check=True, capture_output=True)
         subprocess.run(["dvc", "checkout", "--allow-missing"], cwd=folder, capture_output=True)  # best effort
-        shared, local = Layout.from_params(read_yaml(root / "params.yaml"), root), Layout.from_params(
-            read_yaml(folder / "params.yaml"), folder)
+        shared, local = Layout.from_params(read_params(root / "params.yaml"), root), Layout.from_params(
+            read_params(folder / "params.yaml"), folder)
         shared.folder("checkpoints").mkdir(parents=True, exist_ok=True)  # a killed run resumes in the next run
         local.folder("checkpoints").symlink_to(shared.folder("checkpoints").resolve(), target_is_directory=True)
         yield folder
@@ -138,8 +139,14 @@ def save_experiment(folder: Path, name: str, untracked: list[Path]) -> None:
         raise PipelineError(f"dvc exp save --name {name} failed: {last[0]}")
 
 
-def read_yaml(path: Path) -> dict[str, Any]:
-    return yaml.safe_load(path.read_text())
+def committed_params(root: Path) -> dict[str, Any]:
+    """params.yaml as the last commit has it: what a run's workspace (a worktree of HEAD) starts from,
+    uncommitted edits aside."""
+    text = git(root, "show", "HEAD:params.yaml")
+    params = yaml.safe_load(text)
+    if not isinstance(params, dict):
+        raise PipelineError("params.yaml in the last commit must hold a mapping of sections")
+    return params
 
 
 def apply_overrides(params: dict[str, Any], overrides: dict[str, Any], model_settings: dict[str, Any] | None = None,
@@ -178,7 +185,7 @@ def write_params(folder: Path, params: dict[str, Any]) -> None:
 
 def run_lineage(folder: Path, root: Path) -> dict[str, Any]:
     """What made a workspace's model: data checksums, code revision, stage hashes, timings."""
-    layout = Layout.from_params(read_yaml(folder / "params.yaml"), folder)
+    layout = Layout.from_params(read_params(folder / "params.yaml"), folder)
     fetched = json.loads(layout.fetch_record.read_text())
     timings = {stage: json.loads(layout.timing(stage).read_text())["seconds"] for stage in stage_names(folder)
                if layout.timing(stage).is_file()}
