@@ -17,13 +17,13 @@ from mnist_pipeline.lineage import git_revision, lock_stages
 from mnist_pipeline.reporting.run_report import render, write_plots
 from tasks import log, run
 
-STAGES = ("fetch", "validate", "prepare", "resize", "features", "train", "evaluate", "report")
 
-
-def timings(layout: Layout) -> dict[str, float]:
-    """Seconds of each stage's last successful run, from the timings folder."""
-    found = {stage: layout.timing(stage) for stage in STAGES}
-    return {stage: json.loads(path.read_text())["seconds"] for stage, path in found.items() if path.is_file()}
+def timings(layout: Layout, order: list[str]) -> dict[str, float]:
+    """Seconds of each stage's last successful run, from the timings folder: the stages of `order` (the
+    pipeline's) first, in that order, then any other by name."""
+    found = {path.stem: json.loads(path.read_text())["seconds"] for path in layout.folder("timings").glob("*.json")}
+    rank = {stage: position for position, stage in enumerate(order)}
+    return dict(sorted(found.items(), key=lambda item: (rank.get(item[0], len(rank)), item[0])))
 
 
 def main(params: dict[str, Any], layout: Layout) -> None:
@@ -36,11 +36,12 @@ def main(params: dict[str, Any], layout: Layout) -> None:
     run_facts = Run(dataset=fetched["dataset"], source=fetched["source"], train_images=trained["shapes"]["x_train"][0],
                     weights=None if features.get("skipped") else features["weights"], metrics=evaluation["metrics"],
                     test_correct=test["correct"], test_total=test["total"])
+    stages = lock_stages(layout.dvc_lock)  # in the pipeline's order
     ctx: dict[str, Any] = {
         "fetch": fetched, "validation": read_json(layout.validation_record),
         "prepare": read_json(layout.prepare_record), "train": trained, "evaluation": evaluation,
         "verdict": judge(trained["spec"], run_facts), "samples_per_class": settings.samples_per_class,
-        "git": git_revision(), "stages": lock_stages(layout.dvc_lock), "timings": timings(layout),
+        "git": git_revision(), "stages": stages, "timings": timings(layout, list(stages)),
     }
     out_dir = layout.report_dir(fetched["dataset"], trained["model"])
     out_dir.mkdir(parents=True, exist_ok=True)
