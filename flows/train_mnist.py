@@ -13,7 +13,6 @@ import base64
 import json
 import os
 import re
-import shutil
 import subprocess
 from datetime import datetime, timezone
 from pathlib import Path
@@ -68,13 +67,13 @@ def repro_stage(folder: str, stage: str) -> bool:
 
 @task(cache_policy=NO_CACHE)
 def register_model(folder: str, root: str, started_at: str) -> dict[str, Any]:
-    """Register the workspace's model as the next version (its report inside it), run the gate, and copy
-    the report to the project's reports folder as the latest of this model."""
+    """Register the workspace's model as the next version (its report inside it) and run the gate; the
+    version's report is <registry>/<model>/<version>/report/report.md, never overwritten."""
     work, project = Path(folder), Path(root)
     params = read_params(work / "params.yaml")
     layout, settings = Layout.from_params(params, work), parse_section(params, "registry", RegistryParams)
     trained = json.loads(layout.train_record.read_text())
-    model, dataset = trained["model"], params["data"]["dataset"]
+    model = trained["model"]
     record = {"metrics": json.loads(layout.metrics.read_text()),
               "params": {k: params[k] for k in ("data", "prepare", "resize", "features", "train")},
               "model_spec": trained["spec"], "resumed_from_checkpoint": trained["resumed_from_checkpoint"],
@@ -88,11 +87,10 @@ def register_model(folder: str, root: str, started_at: str) -> dict[str, Any]:
 
     version = registry.register(project / settings.dir, model, layout.model_file, record,
                                 registry.Gate(settings.min_accuracy, settings.tolerance),
-                                attachments={"report": layout.report_dir(dataset, model)}, on_number=as_experiment)
-    latest = Layout.from_params(params, project)
-    shutil.copytree(layout.report_dir(dataset, model), latest.report_dir(dataset, model), dirs_exist_ok=True)
+                                attachments={"report": layout.report_dir}, on_number=as_experiment)
     evaluation = json.loads(layout.evaluation_record.read_text())
-    return {**version, "report": str(latest.report(dataset, model)), "spec": trained["spec"],
+    report = project / settings.dir / model / version["version"] / "report" / layout.report.name
+    return {**version, "report": str(report), "spec": trained["spec"],
             "epochs_run": trained["epochs_run"], "stopped_by": trained["stopped_by"],
             "diagnosis": evaluation["diagnosis"], "audit": evaluation["audit"]}
 
@@ -168,7 +166,7 @@ def run_pipeline(overrides: dict[str, Any], model_settings: dict[str, Any] | Non
         ran = [stage for stage in stage_names(folder)
                if repro_stage.with_options(name=stage, **retries(stage))(str(folder), stage)]
         version = register_model(str(folder), str(ROOT), started_at)
-        publish(version, dataset, model, inline_images(Layout.from_params(params, folder).report(dataset, model)))
+        publish(version, dataset, model, inline_images(Layout.from_params(params, folder).report))
     verdict = "blessed, now champion" if version["blessed"] else "not blessed"
     print(f"registered {version['name']}@{version['version']}: {verdict} ({version['gate_reason']}); "
           f"report {version['report']}")

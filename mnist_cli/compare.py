@@ -1,59 +1,104 @@
-"""`mnist compare`: run the whole catalogue on one dataset as DVC experiments and write one comparison report.
+"""`mnist compare`: run the catalogue on one dataset over several seeds, as DVC experiments, and judge the claims.
 
 \b
     mnist compare --dataset fashion_mnist
-    mnist compare --dataset mnist --models mlp_500,cnn --set train.epochs=3
+    mnist compare --dataset mnist --models mlp_500,mlp_500-raw --seeds 1 --set train.epochs=3
     mnist compare --dataset fashion_mnist --retry-failed   # re-run only what failed or never ran
 
-Each configuration is a real `dvc exp run` (so `dvc exp show` lists them all afterwards)
-and writes its own report; this command then writes `reports/<dataset>/catalogue.md`
-and `leaderboard.png`: claimed vs reproduced, accuracy, loss, parameters, training time,
-and the tutorials' lessons stated from the measured numbers. A configuration that fails
-is shown as failed with its error line; the others still run.
+The configurations are every catalogue entry of params.yaml plus the variants of claims.yaml (an entry
+with overrides, such as `mlp_500-raw`: prepare.normalize=false); each runs once per seed of claims.yaml
+as a real `dvc exp run` (so `dvc exp show` lists them all afterwards). This command is the only writer of
+the reference reports: `reports/<dataset>/catalogue.md` (the tutorials' numbers with verdicts, the lessons
+with their paired tests over the seeds, the ladders, every configuration with its cost),
+`catalogue.json` (every run's record), `runs/<label>/` (the first seed's own report), and
+`reports/lessons.md` (the lessons side by side on every dataset compared so far). A configuration
+that fails is shown as failed with its error line; the others still run.
 """
 
 from __future__ import annotations
 
 import json
 import os
+import platform
+import shutil
 import subprocess
 import time
 from pathlib import Path
 from typing import Any
 
+import numpy as np
 import typer
 import yaml
 
-from mnist_pipeline.files import atomic_path, write_json
-from mnist_pipeline.layout import PARAMS_FILE, Layout
-from mnist_pipeline.reporting.leaderboard import UNNORMALIZED, leaderboard_png, render_catalogue
+from mnist_pipeline.claims import Run, judge
+from mnist_pipeline.config import EvaluateParams, parse_section, read_params
+from mnist_pipeline.errors import PipelineError
+from mnist_pipeline.files import atomic_path, read_json, write_json
+from mnist_pipeline.layout import CLAIMS_FILE, PARAMS_FILE, Layout
+from mnist_pipeline.lessons import load_claims, pack
+from mnist_pipeline.reporting.catalogue import (
+    by_label,
+    ladder_png,
+    leaderboard_png,
+    render_catalogue,
+    render_side_by_side,
+)
 
 
-def configurations(models: list[str]) -> list[tuple[str, dict[str, str]]]:
-    """(label, params overrides) per run; the unscaled MLP first, so mlp_500's own report is the scaled one."""
-    runs = [(UNNORMALIZED, {"train.model": "mlp_500", "prepare.normalize": "false"})] if "mlp_500" in models else []
-    return runs + [(model, {"train.model": model}) for model in models]
+def scalar(value: Any) -> str:
+    """A params value as `dvc exp run -S` wants it (YAML: false, null, 0.003, centered)."""
+    return value if isinstance(value, str) else json.dumps(value)
 
 
-def run_one(label: str, overrides: dict[str, str], log_path: Path, layout: Layout) -> dict[str, Any]:
-    """One `dvc exp run`; the measured records, or the error line when it failed."""
-    args = ["dvc", "exp", "run"]
-    for key, value in overrides.items():
-        args += ["-S", f"{key}={value}"]
+def run_one(args: list[str], log_path: Path) -> tuple[str | None, float]:
+    """One `dvc exp run`; its error line when it failed, and its wall time."""
     started = time.perf_counter()
     with open(log_path, "w") as log:
         done = subprocess.run(args, stdout=log, stderr=subprocess.STDOUT, text=True)
     seconds = time.perf_counter() - started
-    if done.returncode != 0:
-        lines = log_path.read_text().splitlines()
-        errors = [line for line in lines if line.startswith("error:")] or lines[-1:] or ["unknown error"]
-        return {"label": label, "failed": errors[-1], "seconds": seconds}
-    evaluation = json.loads(layout.evaluation_record.read_text())
-    trained = json.loads(layout.train_record.read_text())
-    return {"label": label, "model": trained["model"], "metrics": evaluation["metrics"],
-            "diagnosis": evaluation["diagnosis"], "audit": evaluation.get("audit"),
-            "spec": trained["spec"], "stopped_by": trained["stopped_by"], "epochs_run": trained["epochs_run"],
-            "seconds": seconds}
+    if done.returncode == 0:
+        return None, seconds
+    lines = log_path.read_text().splitlines()
+    errors = [line for line in lines if line.startswith("error:")] or lines[-1:] or ["unknown error"]
+    return errors[-1], seconds
+
+
+def collect(layout: Layout) -> dict[str, Any]:
+    """The finished run's record, from what its stages wrote: numbers, per-image correctness, curves, cost."""
+    evaluation, trained = read_json(layout.evaluation_record), read_json(layout.train_record)
+    fetched, features, prepared = (read_json(layout.fetch_record), read_json(layout.features_record),
+                                   read_json(layout.prepare_record))
+    rows = np.loadtxt(layout.confusion_csv, delimiter=",", skiprows=1, dtype=np.int64, ndmin=2)
+    test = evaluation["intervals"]["test"]
+    verdict = judge(trained["spec"], Run(
+        dataset=fetched["dataset"], source=fetched["source"], train_images=trained["shapes"]["x_train"][0],
+        weights=None if features.get("skipped") else features["weights"], metrics=evaluation["metrics"],
+        test_correct=test["correct"], test_total=test["total"]))
+    base = 0 if features.get("skipped") else features.get("base_parameters", 0)
+    return {"model": trained["model"], "metrics": evaluation["metrics"], "ci95": test["ci95"],
+            "test_total": test["total"], "correct": pack(rows[:, 0] == rows[:, 1]),
+            "diagnosis": evaluation["diagnosis"], "audit": evaluation.get("audit"), "spec": trained["spec"],
+            "train_params": trained["train_params"],
+            "prepare": {k: prepared[k] for k in ("normalized", "val_fraction")},
+            "history": trained["history"], "epochs_run": trained["epochs_run"],
+            "restored_epoch": trained.get("restored_epoch"), "stopped_by": trained["stopped_by"],
+            "verdict": {"verdict": verdict.verdict, "reason": verdict.reason, "metric": verdict.metric,
+                        "ours": verdict.ours, "ci95": verdict.ci95},
+            "parameters": {"trainable": trained["parameters"], "total": trained["parameters"] + base},
+            "stage_seconds": {path.stem: read_json(path)["seconds"]
+                              for path in sorted(layout.folder("timings").glob("*.json")) if path.stem != "demo"}}
+
+
+def machine() -> dict[str, Any]:
+    """The CPU model and core count the costs were measured on."""
+    cpu = platform.processor() or "?"
+    try:
+        names = [line.split(":", 1)[1].strip() for line in Path("/proc/cpuinfo").read_text().splitlines()
+                 if line.startswith("model name")]
+        cpu = names[0] if names else cpu
+    except OSError:
+        pass
+    return {"cpu": cpu, "cores": os.cpu_count()}
 
 
 def previous_run(path: Path, dataset: str, extra: dict[str, str]) -> dict[str, Any]:
@@ -103,62 +148,112 @@ def git_output(*args: str) -> str:
 
 def compare(
     dataset: str = typer.Option("mnist", help="mnist or fashion_mnist"),
-    models: str = typer.Option("", help="comma-separated catalogue names; empty: the whole catalogue"),
+    models: str = typer.Option("", help="comma-separated configurations (catalogue entries or claims.yaml "
+                                        "variants); empty: all of them"),
+    seeds: int = typer.Option(0, help="run only the first N seeds of claims.yaml (0: all); a lesson needs 3"),
     set_: list[str] = typer.Option([], "--set", help="extra params for every run, KEY=VALUE (repeatable)"),
     retry_failed: bool = typer.Option(False, help="keep the successful runs of the last catalogue.json (same dataset "
                                                   "and --set) and run only the failed or missing ones"),
 ) -> None:
-    """Run each catalogue model with `dvc exp run` and write the comparison report."""
+    """Run every configuration once per seed with `dvc exp run`, then write the catalogue and its verdicts."""
     params_path = PARAMS_FILE
     layout = Layout.from_params(yaml.safe_load(params_path.read_text()))
     target = layout.catalogue_dir(dataset)
     original = base_params(params_path, target / "catalogue.json")
     catalogue = list(yaml.safe_load(original)["models"])
-    chosen = [m.strip() for m in models.split(",") if m.strip()] or catalogue
-    unknown = [m for m in chosen if m not in catalogue]
+    try:
+        claims = load_claims(CLAIMS_FILE, catalogue)
+    except PipelineError as error:
+        typer.echo(f"error: {error}", err=True)
+        raise typer.Exit(1) from None
+    configurations = claims.labels(catalogue)
+    known = [label for label, _, _ in configurations]
+    chosen = [m.strip() for m in models.split(",") if m.strip()] or known
+    unknown = [m for m in chosen if m not in known]
     if unknown:
-        typer.echo(f"error: unknown models {unknown}; the catalogue has: {', '.join(catalogue)}", err=True)
+        typer.echo(f"error: unknown models {unknown}; the configurations are: {', '.join(known)}", err=True)
         raise typer.Exit(1)
     malformed = [item for item in set_ if "=" not in item]
     if malformed:
         typer.echo(f"error: --set needs KEY=VALUE, got {malformed[0]!r}", err=True)
         raise typer.Exit(1)
     extra = dict(item.split("=", 1) for item in set_)
+    run_seeds = claims.seeds[:seeds] if seeds > 0 else claims.seeds
     logs = target / "logs"
     logs.mkdir(parents=True, exist_ok=True)
-    runs = configurations(chosen)
+    runs = [(label, model, overrides, seed) for label, model, overrides in configurations if label in chosen
+            for seed in run_seeds]
     last = previous_run(target / "catalogue.json", dataset, extra) if retry_failed else {}
-    kept = {r["label"]: r for r in last.get("results", []) if "failed" not in r}
+    kept = {(r["label"], r["seed"]): r for r in last.get("results", []) if "failed" not in r}
     branch = git_output("symbolic-ref", "-q", "--short", "HEAD")
-    saved = {"dataset": dataset, "overrides": extra, "base_params": original, "base_branch": branch}
+    saved = {"dataset": dataset, "overrides": extra, "seeds": run_seeds, "base_params": original,
+             "base_branch": branch, "machine": machine()}
     results = []
     try:
-        for number, (label, overrides) in enumerate(runs, start=1):
-            if label in kept:
-                results.append(kept[label])
-                typer.echo(f"[{number}/{len(runs)}] {label}: kept from the last run", err=True)
+        for number, (label, model, overrides, seed) in enumerate(runs, start=1):
+            step = f"[{number}/{len(runs)}] {label} seed {seed}"
+            if (label, seed) in kept:
+                results.append(kept[(label, seed)])
+                typer.echo(f"{step}: kept from the last run", err=True)
                 continue
             params_path.write_text(original)  # each run starts from the same params
-            log = logs / f"{label.split()[0]}{'-raw' if '(' in label else ''}.log"
-            typer.echo(f"[{number}/{len(runs)}] {label}: running `dvc exp run` (log: {log})", err=True)
-            result = run_one(label, {"data.dataset": dataset, **extra, **overrides}, log, layout)
+            log = logs / f"{label}-s{seed}.log"
+            typer.echo(f"{step}: running `dvc exp run` (log: {log})", err=True)
+            settings = {"data.dataset": dataset, **extra, "train.model": model, "train.seed": seed,
+                        **{k: scalar(v) for k, v in overrides.items()}}
+            args = ["dvc", "exp", "run", *[a for k, v in settings.items() for a in ("-S", f"{k}={v}")]]
+            failed, seconds = run_one(args, log)
+            result: dict[str, Any] = {"label": label, "seed": seed, "overrides": overrides, "seconds": seconds}
+            if failed:
+                result["failed"] = failed
+            else:
+                result.update(collect(layout))
+                if seed == run_seeds[0]:  # the reference seed's report joins the catalogue
+                    copy_tree(layout.report_dir, layout.catalogue_run_dir(dataset, label))
+                    result["report"] = os.path.relpath(layout.catalogue_run_dir(dataset, label), target)
             results.append(result)
-            # saved after every configuration: a killed comparison loses at most the run in progress,
-            # and --retry-failed picks up from here
+            # saved after every run: a killed comparison loses at most the run in progress, and --retry-failed
+            # picks up from here
             write_json(target / "catalogue.json", {**saved, "results": results, "complete": False})
-            shown = result.get("failed") or ", ".join(
-                f"{k} {v:.4f}" for k, v in result["metrics"].items() if k in ("accuracy", "prediction_at_10"))
-            typer.echo(f"[{number}/{len(runs)}] {label}: {shown} ({result['seconds']:.0f} s)", err=True)
+            shown = result.get("failed") or f"accuracy {result['metrics']['accuracy']:.4f}"
+            typer.echo(f"{step}: {shown} ({seconds:.0f} s)", err=True)
     finally:
         params_path.write_text(original)
-    fetched = json.loads(layout.fetch_record.read_text()) if layout.fetch_record.exists() else {}
-    demo = json.loads(layout.demo_record.read_text()) if layout.demo_record.exists() else None
-    write_json(target / "catalogue.json", {**saved, "results": results, "complete": True})
-    leaderboard_png(target / "leaderboard.png", results)
-    with atomic_path(target / "catalogue.md") as tmp:
-        tmp.write_text(render_catalogue(dataset, results, fetched, extra, demo,
-                                        os.path.relpath(layout.demo_report, target)))
+    write_catalogue(layout, target, {**saved, "results": results, "complete": True}, claims)
     typer.echo(f"comparison: {target / 'catalogue.md'}", err=True)
     if all("failed" in r for r in results):
         raise typer.Exit(1)
 
+
+def copy_tree(source: Path, target: Path) -> None:
+    """Replace `target` with a copy of `source` (a run's report folder)."""
+    staging = target.with_name(target.name + ".tmp")
+    shutil.rmtree(staging, ignore_errors=True)
+    shutil.copytree(source, staging)
+    shutil.rmtree(target, ignore_errors=True)
+    os.replace(staging, target)
+
+
+def write_catalogue(layout: Layout, target: Path, data: dict[str, Any], claims: Any) -> None:
+    """catalogue.json and .md, the pictures, the demo's report, and the side-by-side lessons."""
+    params = read_params(PARAMS_FILE)
+    data["fetch"] = {k: v for k, v in read_json(layout.fetch_record).items() if k in ("description", "total_images")}
+    data["test_images"] = next((r["test_total"] for r in data["results"] if "test_total" in r), 0)
+    if layout.demo_record.exists():
+        data["demo"] = read_json(layout.demo_record)
+        layout.reference_demo_report.parent.mkdir(parents=True, exist_ok=True)
+        shutil.copyfile(layout.demo_report, layout.reference_demo_report)
+    underfit = parse_section(params, "evaluate", EvaluateParams).underfit_train_below
+    text, verdicts = render_catalogue(data, claims, underfit)
+    data["claims"] = verdicts
+    write_json(target / "catalogue.json", data)
+    runs = by_label(data["results"])
+    leaderboard_png(target / "leaderboard.png", runs, data["seeds"][0])
+    for number, ladder in enumerate(claims.ladders, start=1):
+        ladder_png(target / f"ladder-{number}.png", ladder, runs, data["seeds"][0])
+    with atomic_path(target / "catalogue.md") as tmp:
+        tmp.write_text(text)
+    catalogues = {d: read_json(layout.catalogue_dir(d) / "catalogue.json") for d in ("mnist", "fashion_mnist")
+                  if (layout.catalogue_dir(d) / "catalogue.json").is_file()}
+    with atomic_path(layout.folder("reports") / "lessons.md") as tmp:
+        tmp.write_text(render_side_by_side(catalogues, claims))

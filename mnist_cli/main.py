@@ -5,12 +5,14 @@
     mnist predict cnn@champion photos/         # classify images with a registered model
     mnist compare --dataset fashion_mnist      # the whole catalogue as DVC experiments, one comparison
     mnist sweep --lee                          # a grid of configurations as Prefect child runs
+    mnist check-reports                        # the reference reports' links, numbers and verdicts
 """
 
 from __future__ import annotations
 
 import typer
 
+from mnist_cli import check as checking
 from mnist_cli import compare as comparing
 from mnist_cli import sweep as sweeping
 from mnist_cli.predict import predict
@@ -21,3 +23,4 @@ app.add_typer(registry_app, name="registry")
 app.command("predict")(predict)
 app.command("compare", help=comparing.__doc__)(comparing.compare)
 app.command("sweep", help=sweeping.__doc__)(sweeping.sweep)
+app.command("check-reports", help=checking.__doc__)(checking.check)

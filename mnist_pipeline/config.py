@@ -61,7 +61,9 @@ class PrepareParams(Section):
 
     layout: Literal["auto", "flat", "image"] = "auto"  # auto: what the model's kind takes
     labels: Literal["auto", "onehot", "sparse"] = "auto"  # auto: what the model's loss needs
-    normalize: bool = True  # x / 255; false keeps raw 0..255 values (the tutorials' lesson on why not)
+    # true: x / 255 into [0, 1]; false: raw 0..255 (the tutorials' lesson on why not); centered: (x - 127) / 127,
+    # about [-1, 1] (the CSDN tutorial's claim that it breaks relu training)
+    normalize: bool | Literal["centered"] = True
     val_fraction: float = Field(default=0.1, gt=0, lt=0.5)
     seed: int = 42
 

@@ -16,6 +16,8 @@ from mnist_pipeline.config import Section, parse_section
 from mnist_pipeline.errors import PipelineError
 
 PARAMS_FILE = Path("params.yaml")  # the one file of knobs, at the project root
+REPORT_FILE = "report.md"  # a run's report in its folder: report/, a catalogue's runs/<label>/, a registry version's
+CLAIMS_FILE = Path("claims.yaml")  # the tutorials' qualitative claims and the variants that judge them
 
 
 class Paths(Section):
@@ -30,8 +32,9 @@ class Paths(Section):
     live: str  # train: dvclive's per-epoch metrics
     checkpoints: str  # train: per-run backups for resuming a killed run (not versioned)
     evaluation: str  # evaluate
-    reports: str  # report: <reports>/<dataset>/<model>/
-    demo: str  # demo: the single-neuron model and its record
+    report: str  # report: this workspace's run report and its pictures (a DVC output)
+    reports: str  # `mnist compare`: the reference catalogues, <reports>/<dataset>/catalogue.md and runs/<label>/
+    demo: str  # demo: the single-neuron model, its record and its report
     timings: str  # seconds of each stage's last successful run (not versioned)
 
 
@@ -140,15 +143,22 @@ class Layout:
     def registration(self) -> Path:
         return self.folder("evaluation") / "registration.json"  # a deployment run's registry version (a metric)
 
-    # report
-    def report_dir(self, dataset: str, model: str) -> Path:
-        return self.folder("reports") / dataset / model
+    # report: this workspace's run (a DVC output, never committed to git); the reference catalogues under
+    # `reports` are written only by `mnist compare`, each run's report copied into its own folder there
+    @property
+    def report_dir(self) -> Path:
+        return self.folder("report")
 
-    def report(self, dataset: str, model: str) -> Path:
-        return self.report_dir(dataset, model) / "report.md"
+    @property
+    def report(self) -> Path:
+        return self.report_dir / REPORT_FILE
 
     def catalogue_dir(self, dataset: str) -> Path:
         return self.folder("reports") / dataset
+
+    def catalogue_run_dir(self, dataset: str, label: str) -> Path:
+        """A catalogue configuration's own report folder: reports/<dataset>/runs/<label>/."""
+        return self.catalogue_dir(dataset) / "runs" / label
 
     def sweep_dir(self, dataset: str, name: str) -> Path:
         return self.folder("reports") / dataset / "sweeps" / name
@@ -164,6 +174,11 @@ class Layout:
 
     @property
     def demo_report(self) -> Path:
+        return self.folder("demo") / "report.md"
+
+    @property
+    def reference_demo_report(self) -> Path:
+        """Where `mnist compare` puts the demo's report among the reference reports."""
         return self.folder("reports") / "single_neuron" / "report.md"
 
     # every stage

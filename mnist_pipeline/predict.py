@@ -85,14 +85,21 @@ def collect(paths: list[Path]) -> list[Item]:
     return items
 
 
+def prepared_scale(images: np.ndarray, normalize: bool | str) -> np.ndarray:
+    """[0, 1] images on the scale the prepare stage gave the version's training data (`prepare.normalize`)."""
+    if normalize == "centered":
+        return (images * 255 - 127) / 127
+    return images if normalize else images * 255
+
+
 def to_model_input(images: np.ndarray, model: Any, params: dict[str, Any], kind: str) -> np.ndarray:
     """float (N, 28, 28) in [0, 1] -> what this model (of catalogue `kind`) was trained on."""
-    scale = 1.0 if params.get("prepare", {}).get("normalize", True) else 255.0
+    scaled = prepared_scale(images, params.get("prepare", {}).get("normalize", True))
     shape = tuple(model.input_shape)
     if shape[1:] == (784,):
-        return images.reshape(len(images), 784) * scale
+        return scaled.reshape(len(images), 784)
     if shape[1:] == (28, 28, 1):
-        return images[..., np.newaxis] * scale
+        return scaled[..., np.newaxis]
     if kind == "vgg16":
         return vgg16_features(images, params)
     raise PipelineError(f"this model takes {shape}: predict supports 28x28, 784 and VGG16-head models")

@@ -41,6 +41,7 @@ def main(params: dict[str, Any], layout: Layout) -> None:
         arrays[f"x_{split}"] = extract(base, resized[f"x_{split}"], settings.batch)
     save_npz(layout.features_data, arrays)
     write_json(layout.features_record, {**record, "skipped": False, "dim": int(arrays["x_train"].shape[1]),
+                                        "base_parameters": int(base.count_params()),  # frozen
                                         "counts": {k: len(v) for k, v in arrays.items()}})
     log(f"features: {arrays['x_train'].shape[1]}-d features cached for "
         f"{sum(len(v) for v in arrays.values()):,} images (weights: {settings.weights})")

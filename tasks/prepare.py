@@ -35,7 +35,8 @@ def main(params: dict[str, Any], layout: Layout) -> None:
         "dataset": validation["dataset"], "source": validation["source"], "raw_sha256": validation["raw_sha256"],
         "counts": counts, "arrays": {key: {"shape": list(v.shape), "dtype": str(v.dtype)} for key, v in arrays.items()},
     })
-    scale = "in [0, 1]" if settings.normalize else "in 0..255 (normalize: false)"
+    scale = {True: "in [0, 1]", False: "in 0..255 (normalize: false)",
+             "centered": "(x - 127) / 127, about [-1, 1] (normalize: centered)"}[settings.normalize]
     log(f"prepare: {model} takes {shape} float32 {scale} with {labels} labels; {counts['train']:,} train / "
         f"{counts['val']:,} val (stratified, seed {settings.seed}) / {counts['test']:,} test")
 

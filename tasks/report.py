@@ -36,19 +36,20 @@ def main(params: dict[str, Any], layout: Layout) -> None:
     run_facts = Run(dataset=fetched["dataset"], source=fetched["source"], train_images=trained["shapes"]["x_train"][0],
                     weights=None if features.get("skipped") else features["weights"], metrics=evaluation["metrics"],
                     test_correct=test["correct"], test_total=test["total"])
-    stages = lock_stages(layout.dvc_lock)  # in the pipeline's order
+    # in the pipeline's order; not this report (dvc.lock still holds the last one's) nor the demo (not this run's)
+    stages = {name: stage for name, stage in lock_stages(layout.dvc_lock).items() if name not in ("report", "demo")}
     ctx: dict[str, Any] = {
         "fetch": fetched, "validation": read_json(layout.validation_record),
         "prepare": read_json(layout.prepare_record), "train": trained, "evaluation": evaluation,
         "verdict": judge(trained["spec"], run_facts), "samples_per_class": settings.samples_per_class,
         "git": git_revision(), "stages": stages, "timings": timings(layout, list(stages)),
     }
-    out_dir = layout.report_dir(fetched["dataset"], trained["model"])
-    out_dir.mkdir(parents=True, exist_ok=True)
-    write_plots(out_dir, ctx, load_npz(layout.raw_data))
-    with atomic_path(layout.report(fetched["dataset"], trained["model"])) as tmp:
+    layout.report_dir.mkdir(parents=True, exist_ok=True)
+    write_plots(layout.report_dir, ctx, load_npz(layout.raw_data))
+    with atomic_path(layout.report) as tmp:
         tmp.write_text(render(ctx))
-    log(f"report: {layout.report(fetched['dataset'], trained['model'])}")
+    log(f"report: {layout.report} (this experiment's own copy is kept by DVC: `dvc exp apply <name>` brings it "
+        f"back; the reference catalogues under {layout.folder('reports')}/ are written only by `mnist compare`)")
 
 
 if __name__ == "__main__":

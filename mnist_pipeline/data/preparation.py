@@ -23,6 +23,13 @@ def normalize(images: np.ndarray) -> np.ndarray:
     return images.astype(np.float32) / np.float32(255)
 
 
+def to_float(images: np.ndarray, scale: bool | str) -> np.ndarray:
+    """uint8 -> float32 as `prepare.normalize` says: True x/255, False raw 0..255, "centered" (x-127)/127."""
+    if scale == "centered":
+        return (images.astype(np.float32) - np.float32(127)) / np.float32(127)
+    return normalize(images) if scale else images.astype(np.float32)
+
+
 def reshape(images: np.ndarray, layout: str) -> np.ndarray:
     """(N, 28, 28) -> (N, 784) for `flat`, (N, 28, 28, 1) for `image`."""
     if layout == "flat":
@@ -84,11 +91,10 @@ def stratified_val_split(labels: np.ndarray, val_fraction: float, seed: int) -> 
 
 
 def prepare_arrays(raw: dict[str, np.ndarray], layout: str, labels: str, val_fraction: float,
-                   seed: int, scale: bool = True) -> dict[str, np.ndarray]:
+                   seed: int, scale: bool | str = True) -> dict[str, np.ndarray]:
     """Raw uint8 arrays -> model-ready train/val/test arrays plus the split indices."""
     train_index, val_index = stratified_val_split(raw["y_train"], val_fraction, seed)
-    to_float = normalize if scale else (lambda images: images.astype(np.float32))
-    x_train, x_test = reshape(to_float(raw["x_train"]), layout), reshape(to_float(raw["x_test"]), layout)
+    x_train, x_test = reshape(to_float(raw["x_train"], scale), layout), reshape(to_float(raw["x_test"], scale), layout)
     y_train, y_test = encode_labels(raw["y_train"], labels), encode_labels(raw["y_test"], labels)
     return {
         "x_train": x_train[train_index], "y_train": y_train[train_index],

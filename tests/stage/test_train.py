@@ -94,7 +94,7 @@ def test_timings_go_where_params_say(data_dir: Path, tmp_path: Path, run_stage):
     assert sorted(p.name for p in (folder / "elsewhere/times").iterdir()) == ["evaluate.json", "report.json",
                                                                              "train.json"]
     assert not (folder / "timings").exists()
-    assert "| train |" in (folder / "reports/mnist/mlp_500/report.md").read_text()
+    assert "| train |" in (folder / "report/report.md").read_text()
 
 
 HOSTILE = "<img src=x onerror=alert(1)> | [click](javascript:alert(1)) # not a heading"
@@ -105,7 +105,7 @@ def test_report_sections_images_and_numbers(data_dir: Path, tmp_path: Path, run_
         **_models()["mlp_500"], "loss": "binary_crossentropy", "metric": "binary_accuracy", "claimed": HOSTILE,
         "source": HOSTILE}}})
     run_all(folder, run_stage, ("train", "evaluate", "report"))
-    report_dir = folder / "reports/mnist/mlp_500"
+    report_dir = folder / "report"
     text = (report_dir / "report.md").read_text()
     for section in ("## Data", "## Model", "## Training", "## Test metrics", "## Claimed by the tutorial",
                     "## Warnings", "## Lineage"):

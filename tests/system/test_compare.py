@@ -35,12 +35,12 @@ def catalogue(repo: Path) -> dict:
 def test_compare_killed_mid_run_then_retry_failed_finishes_from_the_right_params(tmp_path: Path):
     repo = make_repo(tmp_path)
     base = (repo / "params.yaml").read_text()
-    args = [sys.executable, "-m", "mnist_cli", "compare", "--dataset", "mnist", "--models", "mlp_500",
-            "--set", "train.epochs=1"]
+    args = [sys.executable, "-m", "mnist_cli", "compare", "--dataset", "mnist", "--models", "mlp_500-raw,mlp_500",
+            "--seeds", "1", "--set", "train.epochs=1"]
     first = subprocess.Popen(args, cwd=repo, env=stage_env(), stdout=subprocess.PIPE, stderr=subprocess.STDOUT,
                              text=True, start_new_session=True)
     deadline = time.monotonic() + 600
-    second_log = repo / "reports/mnist/logs/mlp_500.log"
+    second_log = repo / "reports/mnist/logs/mlp_500-raw-s42.log"
     # wait until the unscaled run is saved and the scaled run's `dvc exp run` is training
     while "Running stage 'train'" not in (second_log.read_text() if second_log.is_file() else ""):
         assert first.poll() is None, first.stdout.read()
@@ -55,7 +55,7 @@ def test_compare_killed_mid_run_then_retry_failed_finishes_from_the_right_params
     _, alive = psutil.wait_procs(group, timeout=60)
     assert not alive, f"killed processes still present after 60 s: {alive}"
     saved = catalogue(repo)
-    assert saved["complete"] is False and [r["label"] for r in saved["results"]] == ["mlp_500 (no x/255)"]
+    assert saved["complete"] is False and [r["label"] for r in saved["results"]] == ["mlp_500"]
     assert edited != base  # `dvc exp run -S` had rewritten params.yaml, and SIGKILL left it so
     head = subprocess.run(["git", "symbolic-ref", "-q", "HEAD"], cwd=repo, capture_output=True, text=True)
     assert head.returncode != 0  # ... and HEAD detached
@@ -64,13 +64,13 @@ def test_compare_killed_mid_run_then_retry_failed_finishes_from_the_right_params
                            timeout=900)
     assert again.returncode == 0, again.stderr[-3000:]
     assert "the last comparison was interrupted; restoring the params.yaml it started from" in again.stderr
-    assert "[1/2] mlp_500 (no x/255): kept from the last run" in again.stderr
-    assert "[2/2] mlp_500: running" in again.stderr
+    assert "[1/2] mlp_500 seed 42: kept from the last run" in again.stderr
+    assert "[2/2] mlp_500-raw seed 42: running" in again.stderr
     assert (repo / "params.yaml").read_text() == base
     head = subprocess.run(["git", "symbolic-ref", "--short", "HEAD"], cwd=repo, capture_output=True, text=True)
     assert head.stdout.strip() == "main"
     done = catalogue(repo)
-    assert done["complete"] is True and [r["label"] for r in done["results"]] == ["mlp_500 (no x/255)", "mlp_500"]
+    assert done["complete"] is True and [r["label"] for r in done["results"]] == ["mlp_500", "mlp_500-raw"]
     assert all(0.1 < r.get("metrics", {}).get("accuracy", 0) <= 1 for r in done["results"]), done["results"]
     # the scaled run really ran on x/255: its experiment's params say so
     shown = json.loads(dvc(repo, "exp", "show", "--json").stdout)
@@ -79,8 +79,14 @@ def test_compare_killed_mid_run_then_retry_failed_finishes_from_the_right_params
     assert sorted(normalize) == [False, True]
 
     report = (repo / "reports/mnist/catalogue.md").read_text()
-    assert r"mlp\_500 (no x/255)" in report and "**Normalisation**" in report
+    assert "prepare.normalize: false → true" in report  # the scaling lesson names its one setting
+    assert "[mlp\\_500-raw](runs/mlp_500-raw/report.md)" in report
+    own = (repo / "reports/mnist/runs/mlp_500-raw/report.md").read_text()  # each run's own report, linked
+    assert f"Test accuracy **{done['results'][1]['metrics']['accuracy']:.2%}**" in own
     assert (repo / "reports/mnist/leaderboard.png").stat().st_size > 1000
+    check = subprocess.run([sys.executable, "-m", "mnist_cli", "check-reports"], cwd=repo, env=stage_env(),
+                           capture_output=True, text=True, timeout=120)
+    assert "rests on 1 seeds, not 3" in check.stderr and "does not resolve" not in check.stderr, check.stderr
     assert yaml.safe_load(done["base_params"])["train"]["model"] == yaml.safe_load(base)["train"]["model"]
 
 

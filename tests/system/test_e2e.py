@@ -34,10 +34,10 @@ def test_defaults_on_the_mnist_sample_then_nothing_reruns(tmp_path: Path):
     assert set(lock["stages"]) == set(STAGES)
     metrics = json.loads((repo / "evaluation/metrics.json").read_text())
     assert metrics["accuracy"] > 0.8  # two CNN epochs on 3,600 real digits
-    assert (repo / "reports/mnist/cnn/report.md").is_file()
+    assert (repo / "report/report.md").is_file() and not (repo / "reports/mnist/cnn").exists()  # ad hoc run
     demo = json.loads((repo / "demo/demo.json").read_text())  # the single neuron: its own stage and report
     assert abs(demo["prediction"] - 19) < 0.1
-    assert "predict(10)" in (repo / "reports/single_neuron/report.md").read_text()
+    assert "predict(10)" in (repo / "demo/report.md").read_text()
 
     second = dvc(repo, "repro")
     assert second.returncode == 0, second.stdout
@@ -71,5 +71,5 @@ def test_full_fashion_mnist_with_resize_then_a_28x28_model(tmp_path: Path):
     assert prepared["x_train"].shape == (54000, 784) and prepared["x_val"].shape == (6000, 784)  # kind dense: flat
     metrics = json.loads((repo / "evaluation/metrics.json").read_text())
     assert metrics["accuracy"] > 0.8  # the tutorial's net on all of Fashion-MNIST
-    report = (repo / "reports/fashion_mnist/fashion_mlp_128/report.md").read_text()
+    report = (repo / "report/report.md").read_text()
     assert "70,000" in report and "Ankle boot" in report

@@ -37,7 +37,8 @@ def test_deployment_run_registers_a_version_with_lineage(prefect_env, served: Pa
     assert set(record["seconds_per_stage"]) == set(stage_names(served))
     assert re.fullmatch(r"[0-9a-f-]{36}", record["flow_run_id"])
     assert (served / "registry/mlp_500/v1/model.keras").is_file()
-    assert (served / "reports/mnist/mlp_500/report.md").is_file()
+    assert (served / "registry/mlp_500/v1/report/report.md").is_file()  # the version's own, never overwritten
+    assert not (served / "reports/mnist/mlp_500").exists()
     artifact = prefect(prefect_env, "artifact", "inspect", "mnist-mlp-500-report")
     assert artifact.returncode == 0 and "on mnist" in artifact.stdout and "Test accuracy" in artifact.stdout
     table = prefect(prefect_env, "artifact", "inspect", "mnist-mlp-500-metrics")

@@ -45,7 +45,8 @@ def test_paths_have_no_defaults_and_name_every_file():
     params = read_params(ROOT / "params.yaml")
     layout = Layout.from_params(params)
     assert str(layout.raw_data) == "data/raw/raw.npz" and str(layout.metrics) == "evaluation/metrics.json"
-    assert str(layout.report("mnist", "cnn")) == "reports/mnist/cnn/report.md"
+    assert str(layout.report) == "report/report.md"
+    assert str(layout.catalogue_run_dir("mnist", "cnn")) == "reports/mnist/runs/cnn"
     with pytest.raises(PipelineError, match=r"paths\.raw"):
         parse_section({"paths": {k: v for k, v in params["paths"].items() if k != "raw"}}, "paths", Paths)
 

@@ -1,0 +1,273 @@
+"""A catalogue page: every configuration over its seeds, the tutorials' claims with verdicts, the lessons
+with their paired tests, the ladders, and the side-by-side lessons of several datasets.
+
+Everything comes from the catalogue's records (`mnist compare` writes them to catalogue.json): a run's
+numbers are its evaluation's, its claim's verdict the one its own report shows.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+
+from mnist_pipeline.files import atomic_path
+from mnist_pipeline.layout import REPORT_FILE as REPORT
+from mnist_pipeline.lessons import Claims, judge_claim, ladder_rows, spread
+from mnist_pipeline.reporting.markdown import md_escape, raw_table
+
+DATASET_NAMES = {"mnist": "MNIST", "fashion_mnist": "Fashion-MNIST", "none": "no dataset"}
+
+
+def top1_history(history: dict[str, list[float]]) -> list[float]:
+    """Validation top-1 accuracy per epoch (`val_top1` when Keras' metric was binary accuracy)."""
+    return history.get("val_top1") or history.get("val_accuracy") or []
+
+
+def by_label(results: list[dict[str, Any]]) -> dict[str, list[dict[str, Any]]]:
+    """label -> its successful runs, in seed order."""
+    out: dict[str, list[dict[str, Any]]] = {}
+    for r in results:
+        if "failed" not in r:
+            out.setdefault(r["label"], []).append(r)
+    return {label: sorted(runs, key=lambda r: r["seed"]) for label, runs in out.items()}
+
+
+def points(value: float) -> str:
+    return f"{value * 100:+.2f} points"
+
+
+def pct(value: float) -> str:
+    return f"{value:.2%}"
+
+
+def interval(ci: list[float] | tuple[float, float]) -> str:
+    return f"{ci[0]:.2%}-{ci[1]:.2%}"
+
+
+def mean_sd(s: dict[str, float]) -> str:
+    return f"{s['mean']:.2%} ± {s['sd']:.2%} (n={s['n']})"
+
+
+def implied_top1(binary: float) -> float:
+    """The top-1 accuracy a binary accuracy implies when each wrong answer costs two of the ten yes/no
+    outputs (its true class said no, the chosen one yes) and each right answer none: 1 - 5 (1 - b)."""
+    return max(0.0, 1 - 5 * (1 - binary))
+
+
+def claim_rows(runs: dict[str, list[dict[str, Any]]], reference_seed: int) -> list[list[object]]:
+    """The tutorials' numbers: one row per catalogue entry that states one, judged on the reference seed."""
+    rows = []
+    for label, group in runs.items():
+        run = next((r for r in group if r["seed"] == reference_seed), None)
+        if run is None or run["label"] != run["model"] or run["spec"].get("claimed_accuracy") is None:
+            continue
+        v, spec = run["verdict"], run["spec"]
+        ours = f"{pct(v['ours'])} ({interval(v['ci95'])})"
+        implied = ""
+        if v["metric"] == "binary_accuracy":
+            implied = (f"implies ~{pct(implied_top1(spec['claimed_accuracy']))} top-1; ours "
+                       f"{pct(run['metrics']['accuracy'])} ({interval(run['ci95'])})")
+        difference = points(v["ours"] - spec["claimed_accuracy"]) if v["verdict"] in ("reproduced", "refuted") else ""
+        rows.append([f"[{md_escape(label)}]({run['report']}/{REPORT})", md_escape(spec.get("source", "")),
+                     md_escape(spec["claimed"]), v["metric"], DATASET_NAMES[spec.get("claim_dataset", "mnist")],
+                     ours, difference, implied, f"**{v['verdict']}**: {md_escape(v['reason'])}"])
+    return rows
+
+
+def configuration_rows(runs: dict[str, list[dict[str, Any]]], failed: list[dict[str, Any]],
+                       reference_seed: int) -> list[list[object]]:
+    """Every configuration: the reference seed's run (linked to its report) and the spread over seeds."""
+    rows = []
+    ranked = sorted(runs.items(), key=lambda item: -spread([r["metrics"]["accuracy"] for r in item[1]])["mean"])
+    for rank, (label, group) in enumerate(ranked, start=1):
+        run = next((r for r in group if r["seed"] == reference_seed), group[0])
+        m = run["metrics"]
+        link = f"[{md_escape(label)}]({run['report']}/{REPORT})" if run.get("report") else md_escape(label)
+        seconds = sum(run["stage_seconds"].values())
+        rows.append([rank, link, f"{pct(m['accuracy'])} ({interval(run['ci95'])})",
+                     mean_sd(spread([r["metrics"]["accuracy"] for r in group])), f"{m['loss']:.4f}",
+                     f"{m['train_accuracy']:.1%} / {m['val_accuracy']:.1%}",
+                     f"{run['parameters']['trainable']:,} / {run['parameters']['total']:,}",
+                     f"{seconds:.0f} s ({run['stage_seconds'].get('train', 0):.0f} s training)",
+                     f"{run['stage_seconds'].get('train', 0) / max(1, run['epochs_run']):.1f} s",
+                     f"{run['epochs_run']} ({md_escape(run['stopped_by'])}; weights of epoch "
+                     f"{run.get('restored_epoch') or run['epochs_run']})", md_escape(run["diagnosis"])])
+    for r in failed:
+        rows.append(["", md_escape(f"{r['label']} (seed {r['seed']})"), "failed", "", "", "", "", "", "", "",
+                     md_escape(r["failed"][:200])])
+    return rows
+
+
+def lesson_rows(verdicts: list[dict[str, Any]], claims: Claims, dataset: str) -> list[list[object]]:
+    rows = []
+    for claim, v in zip(claims.claims, verdicts):
+        where = DATASET_NAMES[claim.dataset] + ("" if claim.dataset in (dataset, "none") else
+                                                f" (judged here on {DATASET_NAMES[dataset]})")
+        if claim.kind == "paired" and "ci95" in v:
+            changed = "; ".join(f"{k}: {a} → {b}" for k, (a, b) in v["changed"].items())
+            compared = (f"{md_escape(claim.a or '')} {mean_sd(v['a'])} → "
+                        f"{md_escape(claim.b or '')} {mean_sd(v['b'])}; "
+                        f"changed: {md_escape(changed)}; train-val gap {v['gap_a']['mean']:+.1%} → "
+                        f"{v['gap_b']['mean']:+.1%}")
+            test = (f"{points(v['difference'])} (95% interval {v['ci95'][0] * 100:+.2f} to "
+                    f"{v['ci95'][1] * 100:+.2f}; p = {v['p']:.3f}; {v['seeds']} seeds x {v['images']:,} images): "
+                    + ("**a finding**" if v["finding"] else "inside the noise"))
+        else:
+            compared, test = md_escape(claim.a or ""), ""
+        rows.append([md_escape(claim.claim), md_escape(claim.tutorial), where, compared, test,
+                     f"**{v['verdict']}**: {md_escape(v['reason'])}"])
+    return rows
+
+
+def ladder_section(number: int, ladder: Any, runs: dict[str, list[dict[str, Any]]],
+                   reference_seed: int) -> tuple[list[str], list[dict[str, Any]]]:
+    rows = ladder_rows(ladder, runs)
+    table_rows = []
+    for position, row in enumerate(rows, start=1):
+        step = row.get("step") or {}
+        changed = "; ".join(f"{k}: {a} → {b}" for k, (a, b) in step.get("changed", {}).items())
+        run = next((r for r in runs.get(row["label"], []) if r["seed"] == reference_seed), None)
+        table_rows.append([
+            position, md_escape(row["label"]), md_escape(row["from"] or "(start)"),
+            md_escape(changed) + (" (**not one setting**: the step is not a controlled comparison)"
+                                  if len(step.get("changed", {})) > 1 else ""),
+            mean_sd(row["accuracy"]) if "accuracy" in row else "not run",
+            f"{pct(run['metrics']['accuracy'])} ({interval(run['ci95'])})" if run else "",
+            (f"{points(step['difference'])} ({step['ci95'][0] * 100:+.2f} to {step['ci95'][1] * 100:+.2f}, "
+             f"p = {step['p']:.3f}): " + ("**a finding**" if step["finding"] else "inside the noise")) if step else ""])
+    lines = [f"### {md_escape(ladder.name)}", "", f"![validation curves of the steps](ladder-{number}.png)", "",
+             raw_table(["step", "configuration", "from", "what changed", "accuracy over seeds",
+                    f"seed {reference_seed} (95% interval)", "difference from its start (paired)"], table_rows), ""]
+    return lines, rows
+
+
+def render_catalogue(data: dict[str, Any], claims: Claims, underfit_below: float) -> tuple[str, list[dict[str, Any]]]:
+    """catalogue.md's text and the claims' verdicts (also saved in catalogue.json)."""
+    dataset, results = data["dataset"], data["results"]
+    runs, failed = by_label(results), [r for r in results if "failed" in r]
+    reference = data["seeds"][0]
+    verdicts = [judge_claim(c, runs, underfit_below, data.get("demo")) for c in claims.claims]
+    fetched, machine = data.get("fetch", {}), data.get("machine", {})
+    parts = [
+        f"# The catalogue on {DATASET_NAMES.get(dataset, md_escape(dataset))}", "",
+        f"Data: {md_escape(fetched.get('description', '?'))}, {fetched.get('total_images', 0):,} images. "
+        f"Machine: {md_escape(machine.get('cpu', '?'))}, {machine.get('cores', '?')} cores. "
+        f"Each configuration ran once per seed ({', '.join(map(str, data['seeds']))}; `train.seed`, the validation "
+        f"split stays fixed) as a `dvc exp run`; the seed-{reference} run's report is linked. Accuracies are top-1 on "
+        f"the {data.get('test_images', 0):,} test images with their 95% Wilson interval; a difference is a finding "
+        "only when a paired test over the seeds says so. Every entry keeps our recipe's early stopping (patience 3, "
+        "the lowest validation loss's weights) unless its row says otherwise; the Fashion-MNIST tutorial's own "
+        "recipe runs as `fashion_mlp_128-tutorial`."
+        + (f" Overrides for every run: {md_escape(', '.join(f'{k}={v}' for k, v in data['overrides'].items()))}."
+           if data.get("overrides") else ""), "",
+        "![leaderboard](leaderboard.png)", "",
+        "## The tutorials' numbers", "",
+        raw_table(["configuration", "tutorial", "claimed", "in metric", "on", f"ours, seed {reference} (95% interval)",
+               "difference", "binary claim as top-1", "verdict"], claim_rows(runs, reference)), "",
+        "A binary-accuracy claim is judged in binary accuracy; its interval counts the ten yes/no outputs of each "
+        "image as independent, so it is narrower than it should be.", "",
+        "## Lessons", "",
+        raw_table(["claim", "tutorial", "claimed on", "configurations (a → b), mean ± sd over seeds",
+               "paired test (b - a, test accuracy)", "verdict"], lesson_rows(verdicts, claims, dataset)), "",
+        "## Ladders", ""]
+    for number, ladder in enumerate(claims.ladders, start=1):
+        parts += ladder_section(number, ladder, runs, reference)[0]
+    parts += ["## Every configuration", "",
+              raw_table(["rank", "configuration", f"test accuracy, seed {reference} (95% interval)", "over seeds",
+                     "test loss", "train / val accuracy", "parameters trainable / total",
+                     "wall time, all stages", "per epoch", "epochs", "diagnosis"],
+                    configuration_rows(runs, failed, reference)), "",
+              "Wall time adds every stage's last run for this configuration (fetch to report, the VGG16 features "
+              "stage included even when DVC restored it from its cache).", "",
+              "## What cannot be checked here", "",
+              "- Full MNIST (the tutorials' 60,000 training images): `mnist compare --dataset mnist --set "
+              "data.source=download` on a machine with internet; offline, the MNIST numbers are from the "
+              "5,000-image sample and are judged *not comparable* with the tutorials'.",
+              "- VGG16 with ImageNet weights: `mnist compare --dataset mnist --models vgg16_transfer --set "
+              "features.weights=imagenet`; offline the base has random weights.", ""]
+    demo = data.get("demo")
+    if demo:
+        parts += ["## The single-neuron demo", "", f"Dense(1) fitted on six points of y = 2x - 1 predicts "
+                  f"y({demo['at']:g}) = {demo['prediction']:.4f} (truth {demo['truth']:g}; the tutorial's model "
+                  f"{demo['claimed']:g}); it uses no image data. [Its report](../single_neuron/{REPORT}).", ""]
+    return "\n".join(parts), verdicts
+
+
+def render_side_by_side(catalogues: dict[str, dict[str, Any]], claims: Claims) -> str:
+    """The lessons' verdicts on each dataset, side by side (reports/lessons.md)."""
+    datasets = list(catalogues)
+    rows = []
+    for position, claim in enumerate(claims.claims):
+        cells = []
+        for dataset in datasets:
+            verdicts = catalogues[dataset].get("claims") or []
+            v = verdicts[position] if position < len(verdicts) else {"verdict": "not run", "reason": ""}
+            shown = f"**{v['verdict']}**"
+            if "ci95" in v:
+                shown += f": {points(v['difference'])} ({v['ci95'][0] * 100:+.2f} to {v['ci95'][1] * 100:+.2f})"
+            cells.append(shown)
+        rows.append([md_escape(claim.claim), md_escape(claim.tutorial), DATASET_NAMES[claim.dataset], *cells])
+    links = ", ".join(f"[{DATASET_NAMES[d]}]({d}/catalogue.md)" for d in datasets)
+    return "\n".join([
+        "# The tutorials' lessons on each dataset", "",
+        f"Each verdict comes from that dataset's catalogue ({links}): paired claims as b - a in test accuracy "
+        "averaged over the seeds, with the paired bootstrap's 95% interval in points.", "",
+        raw_table(["claim", "tutorial", "claimed on", *[DATASET_NAMES[d] for d in datasets]], rows), ""])
+
+
+def leaderboard_png(path: Path, runs: dict[str, list[dict[str, Any]]], reference_seed: int) -> None:
+    """Test accuracy per configuration (seed mean, every seed a dot) and the tutorial's top-1 claims."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    ordered = sorted(runs.items(), key=lambda item: spread([r["metrics"]["accuracy"] for r in item[1]])["mean"])
+    fig = plt.figure(figsize=(8, 0.35 * len(ordered) + 1.4), dpi=100)
+    axis = fig.add_subplot(1, 1, 1)
+    labels = [label for label, _ in ordered]
+    means = [spread([r["metrics"]["accuracy"] for r in group])["mean"] for _, group in ordered]
+    axis.barh(labels, means, color="#4c72b0", alpha=0.7, label="mean over seeds")
+    for position, (_, group) in enumerate(ordered):
+        axis.scatter([r["metrics"]["accuracy"] for r in group], [position] * len(group), color="#222222", s=8,
+                     zorder=3, label="each seed" if position == 0 else None)
+        spec = group[0]["spec"]
+        if group[0]["label"] == group[0]["model"] and spec.get("claimed_accuracy") and spec["metric"] == "accuracy":
+            axis.scatter([spec["claimed_accuracy"]], [position], marker="D", color="#dd8452", zorder=4,
+                         label="claimed (top-1)" if "claimed (top-1)" not in axis.get_legend_handles_labels()[1]
+                         else None)
+    axis.set_xlim(0, 1)
+    axis.set_xlabel("test accuracy (top-1)")
+    axis.legend(loc="lower right", fontsize=8)
+    axis.grid(axis="x", alpha=0.3)
+    with atomic_path(path) as tmp:
+        fig.savefig(tmp, format="png", bbox_inches="tight", metadata={"Software": None})
+    plt.close(fig)
+
+
+def ladder_png(path: Path, ladder: Any, runs: dict[str, list[dict[str, Any]]], reference_seed: int) -> None:
+    """The ladder's steps' validation top-1 curves (reference seed) overlaid, integer epochs."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+    from matplotlib.ticker import MaxNLocator
+
+    fig = plt.figure(figsize=(8, 4), dpi=100)
+    axis = fig.add_subplot(1, 1, 1)
+    for step in ladder.steps:
+        run = next((r for r in runs.get(step.label, []) if r["seed"] == reference_seed), None)
+        curve = top1_history(run["history"]) if run else []
+        if curve:
+            axis.plot(range(1, len(curve) + 1), curve, marker="o", markersize=3, label=step.label)
+    axis.set_xlabel("epoch")
+    axis.set_ylabel("validation accuracy (top-1)")
+    axis.xaxis.set_major_locator(MaxNLocator(integer=True))
+    axis.ticklabel_format(axis="y", useOffset=False)
+    axis.set_title(f"{ladder.name}: validation top-1 per epoch (seed {reference_seed})", fontsize=10)
+    if axis.lines:
+        axis.legend(fontsize=8)
+    axis.grid(alpha=0.3)
+    with atomic_path(path) as tmp:
+        fig.savefig(tmp, format="png", bbox_inches="tight", metadata={"Software": None})
+    plt.close(fig)

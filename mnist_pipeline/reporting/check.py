@@ -1,0 +1,86 @@
+"""The reference reports' checker: what a reader must be able to trust in `reports/`.
+
+It fails on a relative link that does not resolve, an absolute machine path, a catalogue number that
+differs from its catalogue.json or from the run's own report, a claim without a verdict, and a lesson
+without its interval, its paired test or three seeds. `mnist check-reports` runs it; so does CI.
+"""
+
+from __future__ import annotations
+
+import json
+import re
+from pathlib import Path
+from typing import Any
+
+from mnist_pipeline.layout import REPORT_FILE
+from mnist_pipeline.lessons import Claims
+
+LINK = re.compile(r"\]\(([^)\s]+)\)|src=\"([^\"]+)\"")
+MACHINE_PATH = re.compile(r"(?<![\w.~-])/(?:tmp|home|root|work|Users|var|private|mnt|opt|srv)/")
+VERDICTS = {"reproduced", "refuted", "inconclusive", "not comparable", "nothing to compare"}
+MIN_SEEDS = 3
+
+
+def broken_links(root: Path) -> list[str]:
+    problems = []
+    for page in sorted(root.rglob("*.md")):
+        for match in LINK.finditer(page.read_text()):
+            target = (match.group(1) or match.group(2)).split("#")[0]
+            if not target or re.match(r"^[a-z]+:", target):
+                continue  # a web address, a data: URI, an anchor
+            if not (page.parent / target).exists():
+                problems.append(f"{page}: the link {target} does not resolve")
+    return problems
+
+
+def machine_paths(root: Path) -> list[str]:
+    return [f"{page}: an absolute path ({match.group(0)}...)" for page in sorted(root.rglob("*.md"))
+            for match in [MACHINE_PATH.search(page.read_text())] if match]
+
+
+def catalogue_problems(folder: Path, claims: Claims) -> list[str]:
+    """One dataset's catalogue.md against its catalogue.json and the runs' own reports."""
+    data: dict[str, Any] = json.loads((folder / "catalogue.json").read_text())
+    page = (folder / "catalogue.md").read_text()
+    lines, problems = page.splitlines(), []
+    for run in data["results"]:
+        if "failed" in run or "report" not in run:
+            continue
+        accuracy = f"{run['metrics']['accuracy']:.2%}"
+        link = f"]({run['report']}/{REPORT_FILE})"
+        rows = [line for line in lines if link in line and line.startswith("|")]
+        if not rows or not all(accuracy in row for row in rows):
+            problems.append(f"{folder}/catalogue.md: the row of {run['label']} does not show its catalogue.json "
+                            f"accuracy {accuracy}")
+        report = folder / run["report"] / REPORT_FILE
+        if report.is_file() and f"Test accuracy **{accuracy}**" not in report.read_text():
+            problems.append(f"{report}: its test accuracy is not the catalogue's {accuracy}")
+    verdicts = data.get("claims") or []
+    if len(verdicts) != len(claims.claims):
+        problems.append(f"{folder}/catalogue.json: {len(verdicts)} claim verdicts for {len(claims.claims)} claims")
+    for claim, verdict in zip(claims.claims, verdicts):
+        if verdict.get("verdict") not in VERDICTS or not verdict.get("reason"):
+            problems.append(f"{folder}: the claim {claim.id!r} has no verdict ({verdict.get('verdict')})")
+        elif f"**{verdict['verdict']}**" not in page:
+            problems.append(f"{folder}/catalogue.md: the verdict of {claim.id!r} is not shown")
+        if claim.kind == "paired" and verdict.get("verdict") in ("reproduced", "refuted", "inconclusive"):
+            if not verdict.get("ci95") or "p" not in verdict:
+                problems.append(f"{folder}: the lesson {claim.id!r} has no interval or paired test")
+            elif verdict.get("seeds", 0) < MIN_SEEDS:
+                problems.append(f"{folder}: the lesson {claim.id!r} rests on {verdict.get('seeds')} seeds, "
+                                f"not {MIN_SEEDS}")
+    reference = data["seeds"][0]
+    for run in data["results"]:
+        if ("failed" not in run and run["seed"] == reference and run["label"] == run["model"]
+                and run["spec"].get("claimed_accuracy") is not None
+                and run.get("verdict", {}).get("verdict") not in VERDICTS):
+            problems.append(f"{folder}: the claimed number of {run['label']} has no verdict")
+    return problems
+
+
+def check_reports(root: Path, claims: Claims) -> list[str]:
+    """Every problem found under the reference reports folder `root`, one line each."""
+    problems = broken_links(root) + machine_paths(root)
+    for catalogue in sorted(root.glob("*/catalogue.json")):
+        problems += catalogue_problems(catalogue.parent, claims)
+    return problems

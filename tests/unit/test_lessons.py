@@ -1,0 +1,98 @@
+"""The lessons' verdicts: the paired test over seeds, and claims.yaml's comparisons controlled."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import numpy as np
+import pytest
+
+from mnist_pipeline.catalogue import ModelSpec
+from mnist_pipeline.config import read_params
+from mnist_pipeline.errors import PipelineError
+from mnist_pipeline.lessons import (
+    Claims,
+    differences,
+    load_claims,
+    pack,
+    paired_difference,
+    paired_verdict,
+    rises,
+    unpack,
+)
+from tests.harness import ROOT
+
+
+def correct(n: int, right: int, rng: np.random.Generator) -> np.ndarray:
+    bits = np.zeros(n, dtype=bool)
+    bits[rng.choice(n, right, replace=False)] = True
+    return bits
+
+
+def test_pack_round_trips_per_image_correctness():
+    bits = np.random.default_rng(0).random(1001) > 0.5
+    assert np.array_equal(unpack(pack(bits), 1001), bits)
+
+
+def test_a_real_difference_is_a_finding_and_noise_is_not():
+    rng = np.random.default_rng(1)
+    a = [correct(1000, 850, rng) for _ in range(3)]
+    better = [np.where(rng.random(1000) < 0.5, True, x) for x in a]  # b fixes about half of a's mistakes
+    result = paired_difference(a, better)
+    assert result["difference"] == pytest.approx(np.mean([b.mean() - x.mean() for x, b in zip(a, better)]))
+    assert result["finding"] and result["ci95"][0] > 0 and result["p"] < 0.01 and result["seeds"] == 3
+    flipped = [x.copy() for x in a]  # the same accuracy, 10 images moved from right to wrong and 10 back
+    for x in flipped:
+        right, wrong = np.flatnonzero(x)[:10], np.flatnonzero(~x)[:10]
+        x[right], x[wrong] = False, True
+    same = paired_difference(a, flipped)
+    assert same["difference"] == pytest.approx(0) and not same["finding"] and same["ci95"][0] < 0 < same["ci95"][1]
+
+
+@pytest.mark.parametrize(("expect", "ci", "verdict"), [
+    ("better", (0.01, 0.03), "reproduced"), ("better", (-0.03, -0.01), "refuted"),
+    ("better", (-0.01, 0.02), "inconclusive"), ("worse", (-0.03, -0.01), "reproduced"),
+    ("worse", (0.01, 0.02), "refuted"), ("not_better", (-0.01, 0.02), "reproduced"),
+    ("not_better", (0.01, 0.02), "refuted"),
+])
+def test_paired_verdicts(expect: str, ci: tuple[float, float], verdict: str):
+    result = {"difference": sum(ci) / 2, "ci95": list(ci), "p": 0.04}
+    assert paired_verdict(expect, result)[0] == verdict
+
+
+def test_rising_validation_loss():
+    assert rises([1.0, 0.5, 0.4, 0.45, 0.5]) and not rises([1.0, 0.5, 0.4, 0.39]) and not rises([0.5, 0.4, 0.405])
+
+
+def recipe(params: dict[str, Any], model: str, overrides: dict[str, Any]) -> dict[str, Any]:
+    """What a configuration runs, from params and its overrides (as compare's records say it)."""
+    entry = dict(params["models"][model])
+    prepare, train = dict(params["prepare"]), dict(params["train"])
+    for key, value in overrides.items():
+        section, _, name = key.partition(".")
+        if section == "models":
+            entry[name.split(".", 1)[1]] = value
+        else:
+            {"prepare": prepare, "train": train}[section][name] = value
+    return {**ModelSpec.model_validate(entry).model_dump(), "prepare.normalize": prepare["normalize"],
+            "prepare.val_fraction": prepare["val_fraction"],
+            "train.early_stopping_patience": train["early_stopping_patience"]}
+
+
+def test_every_lesson_compares_configurations_that_differ_in_exactly_one_setting():
+    params = read_params(ROOT / "params.yaml")
+    claims = load_claims(ROOT / "claims.yaml", list(params["models"]))
+    configurations = {label: (model, overrides) for label, model, overrides in claims.labels(list(params["models"]))}
+    paired = [c for c in claims.claims if c.kind == "paired"]
+    assert len(paired) >= 8
+    for claim in paired:
+        changed = differences(recipe(params, *configurations[claim.a]), recipe(params, *configurations[claim.b]))
+        assert len(changed) == 1, (claim.id, changed)
+
+
+def test_claims_naming_an_unknown_configuration_are_refused(tmp_path):
+    text = (ROOT / "claims.yaml").read_text().replace("b: lee_ce_sigmoid", "b: lee_ce_sigmoidd", 1)
+    (tmp_path / "claims.yaml").write_text(text)
+    with pytest.raises(PipelineError, match="lee_ce_sigmoidd"):
+        load_claims(tmp_path / "claims.yaml", list(read_params(ROOT / "params.yaml")["models"]))
+    assert isinstance(load_claims(ROOT / "claims.yaml", list(read_params(ROOT / "params.yaml")["models"])), Claims)
