@@ -6,21 +6,25 @@ one the tutorial reported) is shown beside it, and a gap is flagged: compiling w
 ten outputs as a yes/no question and so scores near 90% even for a useless model.
 Also: per-class precision, recall and F1, the confusion matrix, the most confident
 mistakes, and train vs validation vs test accuracy with a one-line diagnosis (training
-accuracy on the seeded sample of `train.predict_train_images` training images).
+accuracy on the seeded sample of `train.predict_train_images` training images) that also
+reads the validation-loss curve and the recipe (optimizer steps, dropout, early stopping).
 
 numpy only: no TensorFlow, Keras or scikit-learn to import (tests compare with scikit-learn).
 """
 
 from __future__ import annotations
 
+import math
 from typing import Any
 
 import numpy as np
 
-from mnist_pipeline.catalogue import N_CLASSES
+from mnist_pipeline.catalogue import N_CLASSES, ModelSpec
 from mnist_pipeline.config import EvaluateParams
 
 Z95 = 1.959963984540054  # the normal quantile of a two-sided 95% interval
+IMPROVING_WINDOW = 3  # epochs: validation loss "still falling" is judged over the last this many epochs
+IMPROVING_DROP = 0.01  # ... and must have fallen by more than this fraction of its value before them
 
 
 def wilson_interval(correct: int, total: int, z: float = Z95) -> tuple[float, float]:
@@ -43,14 +47,76 @@ def class_ids(y: np.ndarray) -> np.ndarray:
     return y.argmax(axis=1) if y.ndim == 2 else y.astype(np.int64)
 
 
-def diagnose(train_acc: float, val_acc: float, params: EvaluateParams) -> str:
-    """The Lee tutorial's lesson: look at training accuracy before test accuracy."""
+def still_improving(val_loss: list[float]) -> bool:
+    """Validation loss still falling at the last epoch: the last epoch has the lowest validation loss of the run
+    and it is more than IMPROVING_DROP (relative) below the value IMPROVING_WINDOW epochs earlier (the first
+    epoch's in a shorter run). Needs two finite epochs; a diverged (non-finite) curve is not improving."""
+    losses = np.asarray(val_loss, dtype=np.float64)
+    if len(losses) < 2 or not np.all(np.isfinite(losses)):
+        return False
+    last, before = losses[-1], losses[-1 - min(IMPROVING_WINDOW, len(losses) - 1)]
+    return bool(last <= losses.min() and before - last > IMPROVING_DROP * before)
+
+
+def optimizer_steps(epochs: int, images: int, batch_size: int) -> int:
+    """Weight updates made: epochs x ceil(images / batch size) (a last partial batch is one step too)."""
+    return epochs * math.ceil(images / batch_size)
+
+
+def regularisation(spec: ModelSpec, patience: int) -> list[str]:
+    """What the run already does against overfitting: its dropout layers' rates (in layer order) and early
+    stopping (`patience` epochs on validation loss; 0 is off)."""
+    rates = ([spec.pool_dropout] if spec.kind == "cnn" and spec.pool_dropout else []) + (
+        [spec.dropout] if spec.hidden and spec.dropout else [])
+    used = [f"dropout {'/'.join(f'{rate:g}' for rate in dict.fromkeys(rates))}"] if rates else []
+    return used + ([f"early stopping (patience {patience})"] if patience else [])
+
+
+def overfitting_advice(spec: ModelSpec, patience: int) -> str:
+    """Remedies the run does not already use, after saying which it does."""
+    used = regularisation(spec, patience)
+    has_dropout = any(u.startswith("dropout") for u in used)
+    remedies = ([] if has_dropout else ["dropout"]) + ([] if patience else ["early stopping"]) + [
+        "more data or augmentation", *(["stronger dropout"] if has_dropout else []), "weight decay", "a smaller net"]
+    already = f"it already uses {' and '.join(used)}; " if used else ""
+    return f"{already}{', '.join(remedies[:-1])} or {remedies[-1]} help"
+
+
+def undertrained(train_acc: float, val_acc: float, spec: ModelSpec, epochs: int, images: int,
+                 params: EvaluateParams) -> str:
+    """The undertrained line: the last epoch, the optimizer steps it took, and what a low training accuracy or
+    a wide gap mean while the run is still improving."""
+    steps = optimizer_steps(epochs, images, spec.batch_size)
+    line = (f"undertrained: validation loss still falling at the last epoch (epoch {epochs}, {steps:,} optimizer "
+            f"steps = {epochs} x ceil({images:,} / {spec.batch_size})); train longer or raise the learning rate "
+            f"({spec.optimizer} at {spec.learning_rate:g})")
     if train_acc < params.underfit_train_below:
-        return (f"underfitting: training accuracy is only {train_acc:.1%}, so the model cannot fit even the data "
-                "it trains on; change the model or the loss, not the regularisation")
+        return (f"{line}; training accuracy is only {train_acc:.1%}, but a run still improving has not shown "
+                "that the model cannot fit")
+    if train_acc - val_acc > params.overfit_gap:
+        return f"{line}; training accuracy {train_acc:.1%} is already {train_acc - val_acc:.1%} above validation"
+    return line
+
+
+def diagnose(train_acc: float, val_acc: float, trained: dict[str, Any], params: EvaluateParams) -> str:
+    """The Lee tutorial's lesson, look at training accuracy before test accuracy, read with the curves and the
+    recipe of `trained` (the train record: history, epochs_run, shapes, spec, train_params). In order:
+    undertrained (validation loss `still_improving`: it also overrides a low training accuracy, which then says
+    nothing yet about the model), underfitting (training accuracy below `underfit_train_below`), overfitting
+    (training minus validation accuracy above `overfit_gap`; advice beyond the regularisation the run already
+    has), fine. One line starting with that word."""
+    spec, patience = ModelSpec.model_validate(trained["spec"]), trained["train_params"]["early_stopping_patience"]
+    val_loss, epochs = trained["history"].get("val_loss", []), trained["epochs_run"]
+    if still_improving(val_loss):
+        return undertrained(train_acc, val_acc, spec, epochs, trained["shapes"]["x_train"][0], params)
+    if train_acc < params.underfit_train_below:
+        stalled = (f" and validation loss stopped falling (lowest at epoch {int(np.nanargmin(val_loss)) + 1} of "
+                   f"{len(val_loss)})" if len(val_loss) > 1 and np.any(np.isfinite(val_loss)) else "")
+        return (f"underfitting: training accuracy is only {train_acc:.1%}{stalled}, so the model cannot fit even "
+                "the data it trains on; change the model or the loss, not the regularisation")
     if train_acc - val_acc > params.overfit_gap:
         return (f"overfitting: training accuracy {train_acc:.1%} vs validation {val_acc:.1%} "
-                f"(gap {train_acc - val_acc:.1%}); more data, dropout or early stopping help")
+                f"(gap {train_acc - val_acc:.1%}); {overfitting_advice(spec, patience)}")
     return f"fine: training {train_acc:.1%} and validation {val_acc:.1%} accuracy are close"
 
 
@@ -104,7 +170,7 @@ def evaluate_classifier(probs: dict[str, np.ndarray], truth: dict[str, np.ndarra
                     "val_accuracy": accuracy["val"], f"keras_{spec['metric']}": keras_test["value"],
                     "macro_f1": float(np.mean([c["f1"] for c in classes]))},
         "audit": audit_metric(spec["metric"], keras_test["value"], accuracy["test"], params),
-        "diagnosis": diagnose(accuracy["train"], accuracy["val"], params)
+        "diagnosis": diagnose(accuracy["train"], accuracy["val"], trained, params)
         + (f" (training accuracy on a seeded sample of {sampled:,} of {train_total:,} images)"
            if sampled < train_total else ""),
         "train_accuracy_images": [sampled, train_total],

@@ -24,27 +24,42 @@ def _save(plt, fig, path: Path) -> None:
     plt.close(fig)
 
 
-TITLES = {"loss": "loss", "accuracy": "accuracy (top-1)",
-          "binary_accuracy": "binary accuracy (Keras' metric: 10 yes/no outputs, not top-1)"}
+TOP1 = "top1"  # history key of the top-1 accuracy train compiles beside a metric that is not top-1 (models.TOP1)
+
+
+def top1_key(metric: str) -> str:
+    """The history key holding top-1 accuracy: Keras' `accuracy` (top-1 for 10 softmax outputs) when that was
+    the run's metric, else TOP1 (`binary_accuracy`, 10 yes/no outputs, sits near 0.90 for a useless model)."""
+    return "accuracy" if metric == "accuracy" else TOP1
+
+
+def curve_panels(history: dict[str, list[float]], metric: str) -> dict[str, tuple[list[float], list[float]]]:
+    """What the learning-curve plot draws: {title: (training, validation) per epoch}, loss then top-1 accuracy,
+    whatever metric the run reported (`metric`). A series the history lacks is empty and its title says so."""
+    panels = {}
+    for key, title in (("loss", "loss"), (top1_key(metric), "accuracy (top-1)")):
+        if key not in history:
+            title += f": no '{key}' in this run's history"
+        panels[title] = (history.get(key, []), history.get(f"val_{key}", []))
+    return panels
 
 
 def curves_png(path: Path, history: dict[str, list[float]], metric: str, restored: int | None = None) -> None:
-    """Loss and the tutorial's metric per epoch, training vs validation; integer epochs, plain axes, and the
-    epoch whose weights were evaluated marked when early stopping restored an earlier one."""
+    """The `curve_panels` side by side; integer epochs, plain axes, and the epoch whose weights were evaluated
+    marked when early stopping restored an earlier one."""
     from matplotlib.ticker import MaxNLocator
 
     plt, fig = _figure(10, 3.5)
-    for position, key in enumerate(("loss", metric), start=1):
+    for position, (title, (train, val)) in enumerate(curve_panels(history, metric).items(), start=1):
         axis = fig.add_subplot(1, 2, position)
-        epochs = np.arange(1, len(history.get(key, [])) + 1)
-        axis.plot(epochs, history.get(key, []), marker="o", label="train")
-        axis.plot(epochs, history.get(f"val_{key}", []), marker="o", label="validation")
-        if restored is not None and restored != len(epochs):
+        axis.plot(np.arange(1, len(train) + 1), train, marker="o", label="train")
+        axis.plot(np.arange(1, len(val) + 1), val, marker="o", label="validation")
+        if restored is not None and restored != len(train):
             axis.axvline(restored, color="grey", linestyle="--", label=f"weights evaluated (epoch {restored})")
         axis.set_xlabel("epoch")
         axis.xaxis.set_major_locator(MaxNLocator(integer=True))
         axis.ticklabel_format(axis="y", useOffset=False)
-        axis.set_title(TITLES.get(key, key), fontsize=10)
+        axis.set_title(title, fontsize=10)
         axis.legend(fontsize=8)
         axis.grid(alpha=0.3)
     _save(plt, fig, path)
