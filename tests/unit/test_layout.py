@@ -67,7 +67,8 @@ def test_no_path_or_file_name_literals_outside_the_layout():
     params = yaml.safe_load((ROOT / "params.yaml").read_text())
     layout = Layout.from_params(params)
     names = {Path(getattr(layout, attr)).name for attr in dir(Layout)
-             if isinstance(getattr(Layout, attr), property) and attr not in ("live_dir", "report_dir")} - {"params.yaml", "dvc.lock"}
+             if isinstance(getattr(Layout, attr), property) and attr not in ("live_dir", "report_dir")}
+    names -= {"params.yaml", "dvc.lock"}
     quoted = [f'"{name}"' for name in sorted(names)] + [f'/{name}"' for name in sorted(names)]
     quoted += [f'"{folder}' for folder in sorted(params["paths"].values()) if "/" in folder]
     quoted += [f'"{folder}/' for folder in sorted(params["paths"].values())]
