@@ -1,8 +1,9 @@
 """The bad-input catalogue: each broken input through real `dvc repro` in a real git repository.
 
 Every case must give one `error:` line naming the problem, a non-zero exit from
-`dvc repro`, and leave the outputs of the last good run intact (the failing stage
-writes nothing; later stages do not run).
+`dvc repro`, and lose nothing: the failing stage writes nothing (DVC removed its last
+outputs before running it: no output persists, so the run-cache works), later stages do
+not run, and `dvc checkout` brings the last good outputs back byte for byte.
 """
 
 from __future__ import annotations
@@ -166,9 +167,16 @@ def assert_refused(root: Path, result, stage: str, expect: str, before: dict[str
     errors = [line for line in result.stdout.splitlines() if line.startswith("error:")]
     assert len(errors) == 1, result.stdout
     assert errors[0].startswith(f"error: {stage}:") and expect in errors[0], errors[0]
+    failed = OUTPUTS[0] if stage == "fetch" else OUTPUTS[1]
+    folder = (root / failed).parent
+    assert not folder.exists() or not any(folder.iterdir()), f"{stage} left {list(folder.iterdir())}"
+    untouched = OUTPUTS[2:]  # the stages after the failing one did not run
+    assert {k: sha256_file(root / k) for k in untouched} == {k: before[k] for k in untouched}
+    restored = dvc(root, "checkout")
+    assert restored.returncode == 0, restored.stdout
+    kept = OUTPUTS if stage == "fetch" else OUTPUTS[1:]  # validate failures: fetch did succeed (a new raw.npz)
     after = hashes(root)
-    untouched = OUTPUTS if stage == "fetch" else OUTPUTS[1:]  # validate failures: fetch did succeed
-    assert {k: after[k] for k in untouched} == {k: before[k] for k in untouched}
+    assert {k: after[k] for k in kept} == {k: before[k] for k in kept}  # the last good outputs, from the cache
 
 
 @pytest.mark.e2e
