@@ -8,17 +8,24 @@ from typing import Any
 
 import yaml
 
+RUN_FILES = ("params.yaml", "dvc.lock")  # what `dvc exp run -S` and the run itself change: shown elsewhere
+
 
 def git_revision(root: Path = Path(".")) -> str:
-    """The commit the code came from, marked dirty when the working tree has changes."""
+    """The commit the code came from, marked when tracked files other than params.yaml and dvc.lock differ from
+    it (the run's params are in the report's own tables; `dvc exp run -S` edits params.yaml, the run dvc.lock)."""
     try:
         rev = subprocess.run(["git", "rev-parse", "HEAD"], cwd=root, capture_output=True, text=True,
                              check=True).stdout.strip()
-        dirty = subprocess.run(["git", "status", "--porcelain", "--untracked-files=no"], cwd=root,
-                               capture_output=True, text=True, check=True).stdout.strip()
+        changed = subprocess.run(["git", "diff", "HEAD", "--name-only"], cwd=root, capture_output=True, text=True,
+                                 check=True).stdout.split()
     except (OSError, subprocess.CalledProcessError):
         return "unknown (not a git checkout)"
-    return rev + (" (with uncommitted changes)" if dirty else "")
+    others = [name for name in changed if name not in RUN_FILES]
+    if others:
+        shown = ", ".join(others[:5]) + (f" and {len(others) - 5} more" if len(others) > 5 else "")
+        return f"{rev} (with uncommitted changes to {shown})"
+    return rev
 
 
 def lock_stages(lock_path: Path) -> dict[str, dict[str, Any]]:

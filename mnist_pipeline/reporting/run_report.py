@@ -47,6 +47,8 @@ def data_section(ctx: dict[str, Any]) -> list[str]:
         ["images", f"{fetched['total_images']:,}"],
         ["train / validation / test", " / ".join(f"{prepared['counts'][s]:,}" for s in ("train", "val", "test"))],
         ["validation split", f"stratified, seed {prepared['seed']}, {prepared['val_fraction']} of train"],
+        ["input scaling (prepare.normalize)", {True: "x / 255, in [0, 1]", False: "none: raw 0..255",
+                                               "centered": "(x - 127) / 127, about [-1, 1]"}[prepared["normalized"]]],
         ["raw data sha256", fetched["raw_file"]["sha256"]],
         ["checks passed", f"{len(validation['checks'])}: " + ", ".join(validation["checks"])],
         ["test images also in train", f"{validation['duplicates']['shared_train_test']}"],
