@@ -8,22 +8,21 @@ from typing import Any
 
 import yaml
 
-RUN_FILES = ("params.yaml", "dvc.lock")  # what `dvc exp run -S` and the run itself change: shown elsewhere
+CODE = ("*.py", "dvc.yaml", "pyproject.toml", "requirements.lock")  # what made the run, besides its params and data
 
 
 def git_revision(root: Path = Path(".")) -> str:
-    """The commit the code came from, marked when tracked files other than params.yaml and dvc.lock differ from
-    it (the run's params are in the report's own tables; `dvc exp run -S` edits params.yaml, the run dvc.lock)."""
+    """The commit the code came from, marked when code differs from it (not params.yaml, which `dvc exp run -S`
+    edits and the report shows, nor the outputs the run itself writes)."""
     try:
         rev = subprocess.run(["git", "rev-parse", "HEAD"], cwd=root, capture_output=True, text=True,
                              check=True).stdout.strip()
-        changed = subprocess.run(["git", "diff", "HEAD", "--name-only"], cwd=root, capture_output=True, text=True,
-                                 check=True).stdout.split()
+        changed = subprocess.run(["git", "diff", "HEAD", "--name-only", "--", *CODE], cwd=root, capture_output=True,
+                                 text=True, check=True).stdout.split()
     except (OSError, subprocess.CalledProcessError):
         return "unknown (not a git checkout)"
-    others = [name for name in changed if name not in RUN_FILES]
-    if others:
-        shown = ", ".join(others[:5]) + (f" and {len(others) - 5} more" if len(others) > 5 else "")
+    if changed:
+        shown = ", ".join(changed[:5]) + (f" and {len(changed) - 5} more" if len(changed) > 5 else "")
         return f"{rev} (with uncommitted changes to {shown})"
     return rev
 
