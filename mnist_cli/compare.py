@@ -187,7 +187,7 @@ def compare(
     kept = {(r["label"], r["seed"]): r for r in last.get("results", []) if "failed" not in r}
     branch = git_output("symbolic-ref", "-q", "--short", "HEAD")
     saved = {"dataset": dataset, "overrides": extra, "seeds": run_seeds, "base_params": original,
-             "base_branch": branch, "machine": machine()}
+             "base_branch": branch, "machine": last.get("machine") or machine(), "fetch": last.get("fetch", {})}
     results = []
     try:
         for number, (label, model, overrides, seed) in enumerate(runs, start=1):
@@ -237,7 +237,9 @@ def copy_tree(source: Path, target: Path) -> None:
 def write_catalogue(layout: Layout, target: Path, data: dict[str, Any], claims: Any) -> None:
     """catalogue.json and .md, the pictures, the demo's report, and the side-by-side lessons."""
     params = read_params(PARAMS_FILE)
-    data["fetch"] = {k: v for k, v in read_json(layout.fetch_record).items() if k in ("description", "total_images")}
+    fetched = read_json(layout.fetch_record) if layout.fetch_record.exists() else {}
+    if fetched.get("dataset") == data["dataset"]:  # the workspace's data is this catalogue's (not when all were kept)
+        data["fetch"] = {k: v for k, v in fetched.items() if k in ("description", "total_images")}
     data["test_images"] = next((r["test_total"] for r in data["results"] if "test_total" in r), 0)
     if layout.demo_record.exists():
         data["demo"] = read_json(layout.demo_record)
