@@ -50,6 +50,14 @@ def scalar(value: Any) -> str:
     return value if isinstance(value, str) else json.dumps(value)
 
 
+def set_params(dataset: str, extra: dict[str, str], model: str, seed: int, overrides: dict[str, Any]) -> list[str]:
+    """The `-S` arguments of one run. A variant's overrides use `++` (set the key whether or not it is written:
+    a catalogue entry leaves its defaults unwritten, and plain `-S` refuses a key that is not there)."""
+    settings = {"data.dataset": dataset, **extra, "train.model": model, "train.seed": str(seed),
+                **{f"++{k}": scalar(v) for k, v in overrides.items()}}
+    return [arg for key, value in settings.items() for arg in ("-S", f"{key}={value}")]
+
+
 def run_one(args: list[str], log_path: Path) -> tuple[str | None, float]:
     """One `dvc exp run`; its error line when it failed, and its wall time."""
     started = time.perf_counter()
@@ -199,10 +207,7 @@ def compare(
             params_path.write_text(original)  # each run starts from the same params
             log = logs / f"{label}-s{seed}.log"
             typer.echo(f"{step}: running `dvc exp run` (log: {log})", err=True)
-            settings = {"data.dataset": dataset, **extra, "train.model": model, "train.seed": seed,
-                        **{k: scalar(v) for k, v in overrides.items()}}
-            args = ["dvc", "exp", "run", *[a for k, v in settings.items() for a in ("-S", f"{k}={v}")]]
-            failed, seconds = run_one(args, log)
+            failed, seconds = run_one(["dvc", "exp", "run", *set_params(dataset, extra, model, seed, overrides)], log)
             result: dict[str, Any] = {"label": label, "seed": seed, "overrides": overrides, "seconds": seconds}
             if failed:
                 result["failed"] = failed

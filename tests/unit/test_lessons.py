@@ -96,3 +96,28 @@ def test_claims_naming_an_unknown_configuration_are_refused(tmp_path):
     with pytest.raises(PipelineError, match="lee_ce_sigmoidd"):
         load_claims(tmp_path / "claims.yaml", list(read_params(ROOT / "params.yaml")["models"]))
     assert isinstance(load_claims(ROOT / "claims.yaml", list(read_params(ROOT / "params.yaml")["models"])), Claims)
+
+
+def test_every_configuration_sets_its_params_as_dvc_exp_run_applies_them(tmp_path):
+    """Each variant's overrides through DVC's own `-S` parser (the code `dvc exp run` runs), on a copy of
+    params.yaml: keys a catalogue entry leaves at their defaults (deep_relu's learning_rate) are set too."""
+    from dvc.utils.hydra import apply_overrides
+
+    from mnist_cli.compare import set_params
+
+    params = read_params(ROOT / "params.yaml")
+    claims = load_claims(ROOT / "claims.yaml", list(params["models"]))
+    for label, model, overrides in claims.labels(list(params["models"])):
+        path = tmp_path / f"{label}.yaml"
+        path.write_text((ROOT / "params.yaml").read_text())
+        args = set_params("fashion_mnist", {"features.weights": "none"}, model, 43, overrides)
+        apply_overrides(str(path), args[1::2])
+        applied = read_params(path)
+        assert (applied["data"]["dataset"], applied["train"]["model"], applied["train"]["seed"]) == \
+            ("fashion_mnist", model, 43), label
+        for key, value in overrides.items():
+            section, *rest = key.split(".")
+            node = applied[section]
+            for part in rest:
+                node = node[part]
+            assert node == value, (label, key, node)
