@@ -46,7 +46,8 @@ def comparable(spec: dict[str, Any], run: Run) -> str | None:
         return (f"the claim was measured on {DATASET_NAMES[claim_dataset]}, this run is on "
                 f"{DATASET_NAMES.get(run.dataset, run.dataset)}")
     if spec["kind"] == "vgg16" and run.weights != "imagenet":
-        return f"this VGG16 base has {run.weights} weights, the tutorial's had ImageNet's"
+        weights = "random weights (features.weights=none)" if run.weights == "none" else f"the weights {run.weights}"
+        return f"this VGG16 base has {weights}, the tutorial's had ImageNet's"
     if run.dataset == "mnist" and run.source == "offline":
         return (f"trained on {run.train_images:,} images of the 5,000-image MNIST sample, the tutorial on 60,000; "
                 "data.source=download checks it on full MNIST")

@@ -44,6 +44,7 @@ class Claim(Strict):
     a: str | None = None
     b: str | None = None
     expect: Literal["better", "worse", "not_better"] | None = None
+    at_least: float = Field(default=0.0, ge=0, le=1)  # the effect the claim's words imply ("breaks", "essential")
     tolerance: float | None = None
     reason: str | None = None
     command: str | None = None
@@ -154,21 +155,32 @@ def compare_pair(runs_a: list[dict[str, Any]], runs_b: list[dict[str, Any]]) -> 
             **paired}
 
 
-def paired_verdict(expect: str, result: dict[str, Any]) -> tuple[str, str]:
-    """reproduced | refuted | inconclusive, with the reason, from the paired difference's interval."""
+def p_value(p: float) -> str:
+    return "p < 0.001" if p < 0.001 else f"p = {p:.3f}"
+
+
+def paired_verdict(expect: str, result: dict[str, Any], at_least: float = 0.0) -> tuple[str, str]:
+    """reproduced | refuted | inconclusive, with the reason, from the paired difference's 95% interval and the
+    size of effect the claim implies (`at_least`, in accuracy: "breaks training" is more than a fraction of a
+    point). reproduced: the whole interval is beyond that size in the claimed direction; refuted: the whole
+    interval is short of it; inconclusive: the interval straddles it."""
     low, high = result["ci95"]
     shown = (f"{result['difference'] * 100:+.2f} points (95% interval {low * 100:+.2f} to {high * 100:+.2f}, "
-             f"paired bootstrap p = {result['p']:.3f})")
-    better, worse = low > 0, high < 0
+             f"paired bootstrap {p_value(result['p'])})")
     if expect == "not_better":
-        return ("refuted", f"b is better by {shown}") if better else (
-            "reproduced", f"b is not better: {shown}" + ("" if worse else ", inside the noise"))
-    wanted, against = (better, worse) if expect == "better" else (worse, better)
-    if wanted:
+        return ("refuted", f"b is better by {shown}") if low > 0 else (
+            "reproduced", f"b is not better: {shown}" + ("" if high < 0 else ", inside the noise"))
+    sign = 1 if expect == "better" else -1
+    near, far = sorted((sign * low, sign * high))  # the interval in the claimed direction
+    size = f"at least {at_least * 100:g} points, as the claim's words imply" if at_least else "a real difference"
+    if near > at_least:
         return "reproduced", shown
-    if against:
-        return "refuted", f"the opposite: {shown}"
-    return "inconclusive", f"the difference is inside the noise: {shown}"
+    if far < at_least:
+        if far < 0:
+            return "refuted", f"the opposite of the claim: {shown}"
+        short = "a real difference, but" if near > 0 else "at most a small difference,"
+        return "refuted", f"{shown}: {short} short of the {at_least * 100:g} points the claim's words imply"
+    return "inconclusive", f"{shown}: the interval does not settle whether it is {size}"
 
 
 def judge_claim(claim: Claim, runs: dict[str, list[dict[str, Any]]], underfit_below: float,
@@ -192,7 +204,7 @@ def judge_claim(claim: Claim, runs: dict[str, list[dict[str, Any]]], underfit_be
         return {**out, "verdict": "not run", "reason": f"no successful run of {missing}"}
     if claim.kind == "paired":
         result = compare_pair(runs_a, runs[claim.b or ""])
-        verdict, reason = paired_verdict(claim.expect or "better", result)
+        verdict, reason = paired_verdict(claim.expect or "better", result, claim.at_least)
         if len(result["changed"]) != 1:
             verdict, reason = "not comparable", (f"the two differ in {len(result['changed'])} settings "
                                                  f"({', '.join(result['changed'])}), not one")
@@ -206,7 +218,7 @@ def judge_claim(claim: Claim, runs: dict[str, list[dict[str, Any]]], underfit_be
                           f"(minimum at epoch {', '.join(map(str, lows))} of "
                           f"{', '.join(str(r['epochs_run']) for r in runs_a)})"}
     if claim.kind == "stopped_by_threshold":
-        stopped = [r for r in runs_a if "loss <" in r["stopped_by"]]
+        stopped = [r for r in runs_a if r["stopped_by"].startswith("loss below")]  # training.stopped_by's words
         verdict = "reproduced" if len(stopped) == len(runs_a) else "refuted" if not stopped else "inconclusive"
         return {**out, "verdict": verdict, "seeds": len(runs_a),
                 "reason": f"stopped by the threshold in {len(stopped)} of {len(runs_a)} seeds: "

@@ -12,7 +12,7 @@ from typing import Any
 
 from mnist_pipeline.files import atomic_path
 from mnist_pipeline.layout import REPORT_FILE as REPORT
-from mnist_pipeline.lessons import Claims, judge_claim, ladder_rows, spread
+from mnist_pipeline.lessons import Claims, judge_claim, ladder_rows, p_value, spread
 from mnist_pipeline.reporting.markdown import md_escape, raw_table
 
 DATASET_NAMES = {"mnist": "MNIST", "fashion_mnist": "Fashion-MNIST", "none": "no dataset"}
@@ -110,11 +110,13 @@ def lesson_rows(verdicts: list[dict[str, Any]], claims: Claims, dataset: str) ->
                         f"changed: {md_escape(changed)}; train-val gap {v['gap_a']['mean']:+.1%} → "
                         f"{v['gap_b']['mean']:+.1%}")
             test = (f"{points(v['difference'])} (95% interval {v['ci95'][0] * 100:+.2f} to "
-                    f"{v['ci95'][1] * 100:+.2f}; p = {v['p']:.3f}; {v['seeds']} seeds x {v['images']:,} images): "
+                    f"{v['ci95'][1] * 100:+.2f}; {p_value(v['p'])}; {v['seeds']} seeds x {v['images']:,} images): "
                     + ("**a finding**" if v["finding"] else "inside the noise"))
         else:
             compared, test = md_escape(claim.a or ""), ""
-        rows.append([md_escape(claim.claim), md_escape(claim.tutorial), where, compared, test,
+        claimed = md_escape(claim.claim) + (f" (judged as an effect of at least {claim.at_least * 100:g} points)"
+                                            if claim.at_least else "")
+        rows.append([claimed, md_escape(claim.tutorial), where, compared, test,
                      f"**{v['verdict']}**: {md_escape(v['reason'])}"])
     return rows
 
@@ -134,7 +136,8 @@ def ladder_section(number: int, ladder: Any, runs: dict[str, list[dict[str, Any]
             mean_sd(row["accuracy"]) if "accuracy" in row else "not run",
             f"{pct(run['metrics']['accuracy'])} ({interval(run['ci95'])})" if run else "",
             (f"{points(step['difference'])} ({step['ci95'][0] * 100:+.2f} to {step['ci95'][1] * 100:+.2f}, "
-             f"p = {step['p']:.3f}): " + ("**a finding**" if step["finding"] else "inside the noise")) if step else ""])
+             f"{p_value(step['p'])}): " + ("**a finding**" if step["finding"] else "inside the noise"))
+            if step else ""])
     lines = [f"### {md_escape(ladder.name)}", "", f"![validation curves of the steps](ladder-{number}.png)", "",
              raw_table(["step", "configuration", "from", "what changed", "accuracy over seeds",
                     f"seed {reference_seed} (95% interval)", "difference from its start (paired)"], table_rows), ""]

@@ -60,6 +60,18 @@ def test_paired_verdicts(expect: str, ci: tuple[float, float], verdict: str):
     assert paired_verdict(expect, result)[0] == verdict
 
 
+@pytest.mark.parametrize(("expect", "ci", "verdict", "words"), [
+    ("worse", (-0.019, -0.003), "refuted", "a real difference, but short of the 5 points"),  # "breaks": -1 point
+    ("worse", (-0.30, -0.20), "reproduced", ""), ("better", (0.03, 0.08), "inconclusive", "does not settle"),
+    ("better", (-0.01, 0.02), "refuted", "at most a small difference"), ("better", (-0.04, -0.01), "refuted",
+                                                                          "the opposite of the claim"),
+])
+def test_a_claimed_size_of_effect_is_judged_too(expect: str, ci: tuple[float, float], verdict: str, words: str):
+    result = {"difference": sum(ci) / 2, "ci95": list(ci), "p": 0.001}
+    found, reason = paired_verdict(expect, result, at_least=0.05)
+    assert found == verdict and words in reason, reason
+
+
 def test_rising_validation_loss():
     assert rises([1.0, 0.5, 0.4, 0.45, 0.5]) and not rises([1.0, 0.5, 0.4, 0.39]) and not rises([0.5, 0.4, 0.405])
 
