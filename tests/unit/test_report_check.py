@@ -42,7 +42,8 @@ def test_each_defect_is_caught(tmp_path: Path, claims):
 
     own.write_text(own.read_text().replace(f"Test accuracy **{shown}**", "Test accuracy **12.34%**"))
     page.write_text(page.read_text() + "\n[gone](runs/nowhere/report.md)\n\nmade in /tmp/pytest-of-root/x\n")
-    data["claims"][0] = {**data["claims"][0], "verdict": None}
+    plain = next(i for i, c in enumerate(claims.claims) if c.kind != "paired")
+    data["claims"][plain] = {**data["claims"][plain], "verdict": None}
     lesson = next(i for i, c in enumerate(claims.claims) if c.kind == "paired")
     data["claims"][lesson] = {**data["claims"][lesson], "verdict": "reproduced", "seeds": 1}
     record.write_text(json.dumps(data))
@@ -50,7 +51,7 @@ def test_each_defect_is_caught(tmp_path: Path, claims):
     assert f"its test accuracy is not the catalogue's {shown}" in problems
     assert "the link runs/nowhere/report.md does not resolve" in problems
     assert "an absolute path (/tmp/" in problems
-    assert f"the claim {claims.claims[0].id!r} has no verdict" in problems
+    assert f"the claim {claims.claims[plain].id!r} has no verdict" in problems
     assert f"the lesson {claims.claims[lesson].id!r} rests on 1 seeds, not 3" in problems
 
     for result in data["results"]:
