@@ -64,20 +64,30 @@ def optimizer_steps(epochs: int, images: int, batch_size: int) -> int:
 
 
 def regularisation(spec: ModelSpec, patience: int) -> list[str]:
-    """What the run already does against overfitting: its dropout layers' rates (in layer order) and early
-    stopping (`patience` epochs on validation loss; 0 is off)."""
+    """What the run already does against overfitting: its dropout layers' rates (in layer order), augmentation,
+    weight decay, label smoothing and early stopping (`patience` epochs on validation loss; 0 is off)."""
     rates = ([spec.pool_dropout] if spec.kind == "cnn" and spec.pool_dropout else []) + (
         [spec.dropout] if spec.hidden and spec.dropout else [])
     used = [f"dropout {'/'.join(f'{rate:g}' for rate in dict.fromkeys(rates))}"] if rates else []
+    used += ["augmentation"] if augmented(spec) else []
+    used += [f"weight decay {spec.weight_decay:g}"] if spec.weight_decay else []
+    used += [f"label smoothing {spec.label_smoothing:g}"] if spec.label_smoothing else []
     return used + ([f"early stopping (patience {patience})"] if patience else [])
 
 
+def augmented(spec: ModelSpec) -> bool:
+    """Whether training sees randomly shifted, rotated or zoomed images."""
+    return spec.augment is not None and bool(spec.augment.shift or spec.augment.rotation or spec.augment.zoom)
+
+
 def overfitting_advice(spec: ModelSpec, patience: int) -> str:
-    """Remedies the run does not already use, after saying which it does."""
+    """Remedies the run does not already use (or stronger ones), after saying which it does."""
     used = regularisation(spec, patience)
     has_dropout = any(u.startswith("dropout") for u in used)
     remedies = ([] if has_dropout else ["dropout"]) + ([] if patience else ["early stopping"]) + [
-        "more data or augmentation", *(["stronger dropout"] if has_dropout else []), "weight decay", "a smaller net"]
+        "more data or stronger augmentation" if augmented(spec) else "more data or augmentation",
+        *(["stronger dropout"] if has_dropout else []),
+        "stronger weight decay" if spec.weight_decay else "weight decay", "a smaller net"]
     already = f"it already uses {' and '.join(used)}; " if used else ""
     return f"{already}{', '.join(remedies[:-1])} or {remedies[-1]} help"
 

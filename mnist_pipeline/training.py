@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import hashlib
 import json
+import math
 import os
 import shutil
 import sys
@@ -158,10 +159,12 @@ def fit(spec: ModelSpec, data: dict[str, np.ndarray], stack: list[Any], seed: in
         strategy: Any) -> tuple[Any, dict[str, list[float]]]:
     """Build the model inside `strategy`'s scope and fit it; returns the model and its per-epoch history,
     every epoch of this configuration's fit, also those run before a resume.
-    `batch_size` is the global batch: a MirroredStrategy splits it over its replicas."""
+    `batch_size` is the global batch: a MirroredStrategy splits it over its replicas, so an epoch is
+    ceil(images / batch_size) optimizer steps either way (what a learning-rate schedule counts in)."""
     keras.utils.set_random_seed(seed)
+    steps_per_epoch = math.ceil(len(data["x_train"]) / spec.batch_size)
     with strategy.scope():
-        model = build_model(spec, data["x_train"].shape[1:])
+        model = build_model(spec, data["x_train"].shape[1:], steps_per_epoch, seed)
     verbose = 1 if sys.stdout.isatty() else 2
     fitted = model.fit(data["x_train"], data["y_train"], validation_data=(data["x_val"], data["y_val"]),
                        batch_size=spec.batch_size, epochs=spec.epochs, callbacks=stack, verbose=verbose, shuffle=True)

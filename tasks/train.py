@@ -66,8 +66,10 @@ def fit_model(spec: ModelSpec, data: dict[str, np.ndarray], settings: TrainParam
     from mnist_pipeline import training
 
     stack = training.callbacks(spec, settings.early_stopping_patience, backup, layout.live_dir, resuming)
+    schedule = f", warmup_epochs {spec.warmup_epochs}" if spec.warmup_epochs else ""
+    schedule += ", cosine decay" if spec.schedule == "cosine" else ""
     log(f"train: {settings.model} on {len(data['x_train']):,} images (val {len(data['x_val']):,}), "
-        f"{spec.epochs} epochs max, batch {spec.batch_size}, {spec.optimizer} lr {spec.learning_rate}")
+        f"{spec.epochs} epochs max, batch {spec.batch_size}, {spec.optimizer} lr {spec.learning_rate}{schedule}")
     strategy, described = training.choose_strategy(distribute=settings.distribute)
     log(f"train: strategy: {described}")
     started = time.perf_counter()

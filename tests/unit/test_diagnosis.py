@@ -7,7 +7,7 @@ import yaml
 
 from mnist_pipeline.catalogue import model_spec
 from mnist_pipeline.config import EvaluateParams
-from mnist_pipeline.metrics import diagnose, optimizer_steps, regularisation, still_improving
+from mnist_pipeline.metrics import diagnose, optimizer_steps, overfitting_advice, regularisation, still_improving
 from tests.harness import ROOT
 
 MODELS = yaml.safe_load((ROOT / "params.yaml").read_text())["models"]
@@ -79,6 +79,14 @@ def test_regularisation_names_the_dropout_layers_the_model_has():
     assert regularisation(model_spec(MODELS, "cnn").model_copy(update={"dropout": 0.5}), 0) == ["dropout 0.25/0.5"]
     # softmax regression has no hidden layer, so a dropout setting adds no dropout layer
     assert regularisation(model_spec(MODELS, "softmax_regression").model_copy(update={"dropout": 0.5}), 0) == []
+    # the modern entry also regularises with augmentation and weight decay: the advice asks for more of them
+    modern = model_spec(MODELS, "modern_cnn")
+    assert regularisation(modern, 3) == ["dropout 0.25/0.5", "augmentation", "weight decay 0.01",
+                                         "early stopping (patience 3)"]
+    smoothed = modern.model_copy(update={"label_smoothing": 0.1})
+    assert regularisation(smoothed, 0)[-1] == "label smoothing 0.1"
+    assert overfitting_advice(modern, 3).endswith("; more data or stronger augmentation, stronger dropout, "
+                                                  "stronger weight decay or a smaller net help")
 
 
 def test_fine_when_the_curve_has_settled_and_accuracies_are_close():

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import math
+
 import numpy as np
 import pytest
 import yaml
@@ -11,7 +13,7 @@ from mnist_pipeline.config import EvaluateParams
 from mnist_pipeline.data.preparation import prepare_arrays
 from mnist_pipeline.errors import PipelineError
 from mnist_pipeline.metrics import audit_metric, class_ids, per_class, top1
-from mnist_pipeline.models import build_model
+from mnist_pipeline.models import augmentation, build_model, learning_rate
 from mnist_pipeline.reporting.plots import top1_key
 from mnist_pipeline.training import match_labels, predict_splits, sample_rows
 from tests.harness import ROOT  # noqa: E402
@@ -38,7 +40,7 @@ def test_catalogue_is_one_source():
 def test_entry_builds_and_trains_one_epoch(name: str, small_raw):
     import keras
 
-    spec = model_spec(MODELS, name).model_copy(update={"epochs": 1})
+    spec = model_spec(MODELS, name).model_copy(update={"epochs": 1, "warmup_epochs": 0})  # 1 epoch: no warmup
     keras.utils.set_random_seed(0)
     needs = model_input(MODELS, name)
     layout = "flat" if needs.layout == "flat" else "image"
@@ -52,7 +54,7 @@ def test_entry_builds_and_trains_one_epoch(name: str, small_raw):
         x_val = extract(base, resize_gray_to_rgb(small_raw["x_train"][data["val_index"]][:16], 48), 32)
         data["y_train"], data["y_val"] = data["y_train"][:64], data["y_val"][:16]
         assert x_train.shape == (64, 512)
-    model = build_model(spec, x_train.shape[1:])
+    model = build_model(spec, x_train.shape[1:], steps_per_epoch=math.ceil(len(x_train) / spec.batch_size), seed=0)
     y_train = match_labels(data["y_train"], spec.sparse_labels)
     history = model.fit(x_train, y_train, validation_data=(x_val, match_labels(data["y_val"], spec.sparse_labels)),
                         epochs=1, batch_size=spec.batch_size, verbose=0)
@@ -165,3 +167,147 @@ def test_restored_epoch_is_the_first_lowest_validation_loss():
     assert restored_epoch(history, restoring) == 2
     assert restored_epoch(history, []) is None
     assert restored_epoch({}, restoring) is None
+
+
+# The tutorials' entries as they were built before the modern fields existed (commit e602448): layer types in
+# order and parameter counts. The new fields' defaults must leave them exactly so (the same initial weights for
+# a seed too: checked once by hashing them before and after, not here, where a Keras upgrade would break it).
+TUTORIAL_BUILDS = {
+    "cnn": ("Conv2D Conv2D MaxPooling2D Dropout Flatten Dense Dropout Dense Dropout Dense Dropout Dense", 2_820_078),
+    "deep_relu": ("Dense Dense Dense Dense Dense", 185_300),
+    "deep_relu_dropout": ("Dense Dropout Dense Dropout Dense Dropout Dense Dropout Dense", 185_300),
+    "deep_sigmoid": ("Dense Dense Dense Dense Dense", 185_300),
+    "fashion_mlp_128": ("Dense Dense", 101_770),
+    "lee_ce_relu": ("Dense Dense Dense", 648_010),
+    "lee_ce_sigmoid": ("Dense Dense Dense", 648_010),
+    "lee_deep10_mse_sigmoid": (" ".join(["Dense"] * 11), 2_652_010),
+    "lee_mse_sigmoid": ("Dense Dense Dense", 648_010),
+    "mlp_500": ("Dense Dense Dense", 648_010),
+    "mlp_512_rmsprop": ("Dense Dense Dense", 669_706),
+    "mlp_relu_adam": ("Dense Dropout Dense Dropout Dense Dropout Dense", 898_510),
+    "mlp_tanh_dropout_sgd": ("Dense Dropout Dense Dropout Dense Dropout Dense", 898_510),
+    "softmax_regression": ("Dense", 7_850),
+    "vgg16_transfer": ("Dense Dropout Dense Dropout Dense", 512_010),
+}
+INPUT_SHAPE = {"dense": (784,), "cnn": (28, 28, 1), "vgg16": (512,)}
+
+
+@pytest.mark.parametrize("name", sorted(TUTORIAL_BUILDS))
+def test_tutorial_entries_build_as_before(name: str):
+    """Same layers, parameters, optimizer at a constant learning rate, and loss by its Keras name."""
+    spec = model_spec(MODELS, name)
+    model = build_model(spec, INPUT_SHAPE[spec.kind])
+    assert (" ".join(type(layer).__name__ for layer in model.layers), model.count_params()) == TUTORIAL_BUILDS[name]
+    assert type(model.optimizer).__name__.lower() == spec.optimizer
+    assert float(model.optimizer.learning_rate) == pytest.approx(spec.learning_rate)
+    assert model.optimizer.get_config()["learning_rate"] == pytest.approx(spec.learning_rate)  # a float, no schedule
+    assert model.loss == spec.loss
+
+
+def test_modern_cnn_builds_from_its_entry():
+    """Augmentation, two 'same'-padded blocks of conv -> batch norm -> relu, the head; AdamW on a cosine schedule."""
+    import keras
+
+    spec = model_spec(MODELS, "modern_cnn")
+    model = build_model(spec, (28, 28, 1), steps_per_epoch=29, seed=0)
+    block = "Conv2D BatchNormalization Activation " * 2 + "MaxPooling2D Dropout "
+    assert " ".join(type(layer).__name__ for layer in model.layers) == (
+        "RandomTranslation RandomRotation RandomZoom " + block * 2 + "Flatten Dense Dropout Dense")
+    pools = [layer.output.shape[1:] for layer in model.layers if type(layer).__name__ == "MaxPooling2D"]
+    assert pools == [(14, 14, 32), (7, 7, 64)]
+    convs = [layer for layer in model.layers if type(layer).__name__ == "Conv2D"]
+    assert [(c.filters, c.padding, c.use_bias) for c in convs] == [(32, "same", False), (32, "same", False),
+                                                                  (64, "same", False), (64, "same", False)]
+    assert {layer.momentum for layer in model.layers if type(layer).__name__ == "BatchNormalization"} == {0.9}
+    assert [layer.rate for layer in model.layers if type(layer).__name__ == "Dropout"] == [0.25, 0.25, 0.5]
+    assert isinstance(model.optimizer, keras.optimizers.AdamW) and model.optimizer.weight_decay == 0.01
+    assert model.optimizer.get_config()["learning_rate"]["class_name"] == "CosineDecay"
+
+
+def test_augmentation_only_in_training(small_raw):
+    """Keras applies the random shifts, rotations and zoom in training only: at inference the layers pass images
+    through unchanged, so model(x) is deterministic and equals model.predict (what evaluate and predict use)."""
+    import keras
+
+    spec = model_spec(MODELS, "modern_cnn")
+    x = (small_raw["x_test"][:64, ..., np.newaxis] / 255).astype(np.float32)  # (64, 28, 28, 1) in [0, 1]
+    augment = keras.Sequential([keras.Input(shape=(28, 28, 1)), *augmentation(spec, seed=0)])
+    assert np.array_equal(keras.ops.convert_to_numpy(augment(x, training=False)), x)
+    moved = keras.ops.convert_to_numpy(augment(x, training=True))
+    assert moved.shape == x.shape and np.mean(np.abs(moved - x) > 0.1) > 0.05  # pixels really move in training
+    again = keras.Sequential([keras.Input(shape=(28, 28, 1)), *augmentation(spec, seed=0)])
+    assert np.array_equal(keras.ops.convert_to_numpy(again(x, training=True)), moved)  # seeded
+
+    model = build_model(spec, (28, 28, 1), steps_per_epoch=29, seed=0)
+    first, second = (keras.ops.convert_to_numpy(model(x, training=False)) for _ in range(2))
+    assert np.array_equal(first, second)
+    np.testing.assert_allclose(model.predict(x, verbose=0), first, rtol=0, atol=1e-6)
+
+
+def test_cosine_schedule_counts_the_runs_steps():
+    """Linear warmup from 0 over warmup_epochs x steps_per_epoch, then cosine decay to 0 at the last step (or
+    the learning rate to the end: schedule constant)."""
+    spec = model_spec(MODELS, "modern_cnn")  # 15 epochs, 1 of warmup, peak 0.003
+    schedule = learning_rate(spec, steps_per_epoch=10)  # 10 warmup steps, 140 decay steps
+    rates = [float(schedule(step)) for step in (0, 5, 10, 80, 150, 200)]
+    assert rates[:3] == pytest.approx([0.0, 0.0015, 0.003])
+    assert rates[3] == pytest.approx(0.0015)  # halfway through the decay
+    assert rates[4:] == pytest.approx([0.0, 0.0], abs=1e-9)
+    no_warmup = learning_rate(spec.model_copy(update={"warmup_epochs": 0}), steps_per_epoch=10)
+    assert [float(no_warmup(step)) for step in (0, 75, 150)] == pytest.approx([0.003, 0.0015, 0.0], abs=1e-9)
+    flat = learning_rate(spec.model_copy(update={"schedule": "constant"}), steps_per_epoch=10)  # warmup, then flat
+    assert [float(flat(step)) for step in (0, 5, 10, 80, 150, 200)] == pytest.approx([0, 0.0015] + [0.003] * 4)
+    assert learning_rate(model_spec(MODELS, "cnn"), None) == 0.001  # constant, no warmup: the number, as before
+    with pytest.raises(PipelineError, match="needs the number of optimizer steps per epoch"):
+        learning_rate(spec, None)
+    with pytest.raises(PipelineError, match=r"warmup_epochs \(1\) must be less than epochs \(1\)"):
+        learning_rate(spec.model_copy(update={"epochs": 1}), 10)  # train.epochs=1 without warmup_epochs=0
+
+
+@pytest.mark.parametrize(("name", "change", "named"), [
+    ("mlp_500", {"augment": {"shift": 0.1}}, r"models\.mlp_500\.augment: .*only for kind cnn"),
+    ("mlp_500", {"batch_norm": True}, r"models\.mlp_500\.batch_norm: .*only for kind cnn"),
+    ("mlp_500", {"conv_blocks": [[32]]}, r"models\.mlp_500\.conv_blocks: .*only for kind cnn"),
+    ("modern_cnn", {"augment": {"rotation": 0.7}}, r"models\.modern_cnn\.augment\.rotation: .*less than or equal"),
+    ("modern_cnn", {"augment": {"zoom": -0.1}}, r"models\.modern_cnn\.augment\.zoom: .*greater than or equal to 0"),
+    ("modern_cnn", {"augment": {"shift": "0.1"}}, r"models\.modern_cnn\.augment\.shift: .*valid number"),
+    ("modern_cnn", {"augment": {"shfit": 0.1}}, r"models\.modern_cnn\.augment\.shfit: .*not permitted"),
+    ("modern_cnn", {"augment": 0.1}, r"models\.modern_cnn\.augment: .*valid dictionary"),
+    ("modern_cnn", {"conv_blocks": []}, r"models\.modern_cnn\.conv_blocks: .*at least 1 item"),
+    ("modern_cnn", {"conv_blocks": [[32], []]}, r"models\.modern_cnn\.conv_blocks\.1: .*at least 1 item"),
+    ("modern_cnn", {"conv_blocks": [[32, 0]]}, r"models\.modern_cnn\.conv_blocks\.0\.1: .*greater than or equal to 1"),
+    ("modern_cnn", {"batch_norm": "yes"}, r"models\.modern_cnn\.batch_norm: .*valid boolean"),
+    ("modern_cnn", {"batch_norm_momentum": 1.0}, r"models\.modern_cnn\.batch_norm_momentum: .*less than 1"),
+    ("modern_cnn", {"optimizer": "lamb"}, r"models\.modern_cnn\.optimizer: .*'adamw'"),
+    ("modern_cnn", {"optimizer": "adam"}, r"models\.modern_cnn\.weight_decay: .*only for optimizer adamw"),
+    ("modern_cnn", {"weight_decay": -0.01}, r"models\.modern_cnn\.weight_decay: .*greater than or equal to 0"),
+    ("modern_cnn", {"schedule": "onecycle"}, r"models\.modern_cnn\.schedule: .*'constant' or 'cosine'"),
+    ("modern_cnn", {"epochs": 1}, r"models\.modern_cnn\.warmup_epochs: .*less than epochs \(1\)"),
+    ("cnn", {"warmup_epochs": 12}, r"models\.cnn\.warmup_epochs: .*less than epochs \(12\)"),
+    ("modern_cnn", {"warmup_epochs": 1.5}, r"models\.modern_cnn\.warmup_epochs: .*valid integer"),
+    ("modern_cnn", {"label_smoothing": 1.0}, r"models\.modern_cnn\.label_smoothing: .*less than 1"),
+    ("fashion_mlp_128", {"label_smoothing": 0.1},
+     r"models\.fashion_mlp_128\.label_smoothing: .*only for loss categorical_crossentropy"),
+])
+def test_bad_modern_values_are_refused_naming_the_key(name: str, change: dict, named: str):
+    """One error, naming the key (and the setting it conflicts with)."""
+    with pytest.raises(PipelineError, match=named) as refused:
+        model_spec({name: {**MODELS[name], **change}}, name)
+    assert str(refused.value).count("models.") == 1, str(refused.value)
+
+
+def test_too_many_conv_blocks_is_named():
+    spec = model_spec({"deep": {**MODELS["modern_cnn"], "conv_blocks": [[8]] * 5}}, "deep")
+    with pytest.raises(PipelineError, match=r"conv_blocks: 5 blocks halve \(28, 28\) images to nothing"):
+        build_model(spec, (28, 28, 1), steps_per_epoch=1)
+
+
+def test_label_smoothing_smooths_the_training_loss_only():
+    """label_smoothing compiles Keras' categorical cross-entropy with smoothed targets; none keeps the loss's name."""
+    import keras
+
+    spec = model_spec({"m": {**MODELS["modern_cnn"], "label_smoothing": 0.1}}, "m")
+    model = build_model(spec, (28, 28, 1), steps_per_epoch=1)
+    assert isinstance(model.loss, keras.losses.CategoricalCrossentropy) and model.loss.label_smoothing == 0.1
+    unsmoothed = build_model(model_spec(MODELS, "modern_cnn"), (28, 28, 1), steps_per_epoch=1)
+    assert unsmoothed.loss == "categorical_crossentropy"
