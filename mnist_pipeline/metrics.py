@@ -24,7 +24,8 @@ from mnist_pipeline.config import EvaluateParams
 
 Z95 = 1.959963984540054  # the normal quantile of a two-sided 95% interval
 IMPROVING_WINDOW = 3  # epochs: validation loss "still falling" is judged over the last this many epochs
-IMPROVING_DROP = 0.01  # ... and must have fallen by more than this fraction of its value before them
+IMPROVING_DROP = 0.01  # ... and must have fallen by more than this fraction of its value before them,
+IMPROVING_GAIN = 0.01  # or validation top-1 accuracy risen by more than this (MSE's loss moves in tiny steps)
 
 
 def wilson_interval(correct: int, total: int, z: float = Z95) -> tuple[float, float]:
@@ -47,15 +48,26 @@ def class_ids(y: np.ndarray) -> np.ndarray:
     return y.argmax(axis=1) if y.ndim == 2 else y.astype(np.int64)
 
 
-def still_improving(val_loss: list[float]) -> bool:
-    """Validation loss still falling at the last epoch: the last epoch has the lowest validation loss of the run
-    and it is more than IMPROVING_DROP (relative) below the value IMPROVING_WINDOW epochs earlier (the first
-    epoch's in a shorter run). Needs two finite epochs; a diverged (non-finite) curve is not improving."""
+def still_improving(val_loss: list[float], val_accuracy: list[float] | None = None) -> bool:
+    """Validation loss still falling at the last epoch: the last epoch has the lowest validation loss of the run,
+    and over the last IMPROVING_WINDOW epochs (fewer in a shorter run) it fell by more than IMPROVING_DROP of its
+    value, or validation top-1 accuracy rose by more than IMPROVING_GAIN (an MSE loss moves in tiny steps while
+    accuracy climbs). Needs two finite epochs; a diverged (non-finite) curve is not improving."""
     losses = np.asarray(val_loss, dtype=np.float64)
-    if len(losses) < 2 or not np.all(np.isfinite(losses)):
+    if len(losses) < 2 or not np.all(np.isfinite(losses)) or losses[-1] > losses.min():
         return False
-    last, before = losses[-1], losses[-1 - min(IMPROVING_WINDOW, len(losses) - 1)]
-    return bool(last <= losses.min() and before - last > IMPROVING_DROP * before)
+    drop, window = recent_drop(val_loss)
+    gained = bool(val_accuracy) and len(val_accuracy or []) == len(val_loss) and (
+        val_accuracy[-1] - val_accuracy[-1 - window] > IMPROVING_GAIN)
+    return bool(drop > IMPROVING_DROP or gained)
+
+
+def recent_drop(val_loss: list[float]) -> tuple[float, int]:
+    """How much validation loss fell over its last IMPROVING_WINDOW epochs (fewer in a shorter run), as a
+    fraction of its value before them, and over how many epochs."""
+    window = min(IMPROVING_WINDOW, len(val_loss) - 1)
+    before, last = val_loss[-1 - window], val_loss[-1]
+    return (before - last) / before if before else 0.0, window
 
 
 def optimizer_steps(epochs: int, images: int, batch_size: int) -> int:
@@ -93,13 +105,15 @@ def overfitting_advice(spec: ModelSpec, patience: int) -> str:
 
 
 def undertrained(train_acc: float, val_acc: float, spec: ModelSpec, epochs: int, images: int,
-                 params: EvaluateParams) -> str:
-    """The undertrained line: the last epoch, the optimizer steps it took, and what a low training accuracy or
-    a wide gap mean while the run is still improving."""
+                 params: EvaluateParams, val_loss: list[float]) -> str:
+    """The undertrained line: the last epoch, how fast validation loss still falls, the optimizer steps it
+    took, and what a low training accuracy or a wide gap mean while the run is still improving."""
     steps = optimizer_steps(epochs, images, spec.batch_size)
-    line = (f"undertrained: validation loss still falling at the last epoch (epoch {epochs}, {steps:,} optimizer "
-            f"steps = {epochs} x ceil({images:,} / {spec.batch_size})); train longer or raise the learning rate "
-            f"({spec.optimizer} at {spec.learning_rate:g})")
+    drop, window = recent_drop(val_loss)
+    pace = f"{drop:.1%} lower than {window} epoch{'s' if window > 1 else ''} before"
+    line = (f"undertrained: validation loss still falling at the last epoch (epoch {epochs}: {pace}; "
+            f"{steps:,} optimizer steps = {epochs} x ceil({images:,} / {spec.batch_size})); train longer or raise "
+            f"the learning rate ({spec.optimizer} at {spec.learning_rate:g})")
     if train_acc < params.underfit_train_below:
         return (f"{line}; training accuracy is only {train_acc:.1%}, but a run still improving has not shown "
                 "that the model cannot fit")
@@ -116,12 +130,20 @@ def diagnose(train_acc: float, val_acc: float, trained: dict[str, Any], params: 
     (training minus validation accuracy above `overfit_gap`; advice beyond the regularisation the run already
     has), fine. One line starting with that word."""
     spec, patience = ModelSpec.model_validate(trained["spec"]), trained["train_params"]["early_stopping_patience"]
-    val_loss, epochs = trained["history"].get("val_loss", []), trained["epochs_run"]
-    if still_improving(val_loss):
-        return undertrained(train_acc, val_acc, spec, epochs, trained["shapes"]["x_train"][0], params)
+    history, epochs = trained["history"], trained["epochs_run"]
+    val_loss = history.get("val_loss", [])
+    val_top1 = history.get("val_top1") or history.get("val_accuracy")  # top-1 whatever Keras' metric was
+    if still_improving(val_loss, val_top1):
+        return undertrained(train_acc, val_acc, spec, epochs, trained["shapes"]["x_train"][0], params, val_loss)
     if train_acc < params.underfit_train_below:
-        stalled = (f" and validation loss stopped falling (lowest at epoch {int(np.nanargmin(val_loss)) + 1} of "
-                   f"{len(val_loss)})" if len(val_loss) > 1 and np.any(np.isfinite(val_loss)) else "")
+        stalled = ""
+        if len(val_loss) > 1 and np.any(np.isfinite(val_loss)):
+            best = int(np.nanargmin(val_loss)) + 1
+            stalled = (f" and validation loss stopped falling (lowest at epoch {best} of {len(val_loss)})"
+                       if best < len(val_loss) else
+                       f" and its validation curve has flattened (loss less than {IMPROVING_DROP:.0%} lower and "
+                       f"top-1 less than {IMPROVING_GAIN * 100:g} point higher than {recent_drop(val_loss)[1]} "
+                       "epochs before)")
         return (f"underfitting: training accuracy is only {train_acc:.1%}{stalled}, so the model cannot fit even "
                 "the data it trains on; change the model or the loss, not the regularisation")
     if train_acc - val_acc > params.overfit_gap:

@@ -34,7 +34,7 @@ def test_a_claim_inside_the_interval_is_reproduced_outside_refuted():
 @pytest.mark.parametrize("spec, facts, reason", [
     ({**SPEC, "claim_dataset": "fashion_mnist"}, {}, "measured on Fashion-MNIST, this run is on MNIST"),
     (SPEC, {"dataset": "fashion_mnist"}, "measured on MNIST, this run is on Fashion-MNIST"),
-    ({**SPEC, "kind": "vgg16"}, {"weights": "none"}, "none weights, the tutorial's had ImageNet's"),
+    ({**SPEC, "kind": "vgg16"}, {"weights": "none"}, "random weights (features.weights=none), the tutorial's"),
     (SPEC, {"source": "offline", "train_images": 3_600}, "3,600 images of the 5,000-image MNIST sample"),
 ])
 def test_not_like_for_like_is_not_comparable_and_says_why(spec: dict, facts: dict, reason: str):
