@@ -19,7 +19,7 @@ import yaml
 from mnist_pipeline.errors import PipelineError
 from mnist_pipeline.layout import CLAIMS_FILE, PARAMS_FILE, Layout
 from mnist_pipeline.lessons import load_claims
-from mnist_pipeline.reporting.check import check_reports
+from mnist_pipeline.reporting.check import check_reports, in_progress
 
 
 def check(root: Path = typer.Option(None, help="the reports folder (default: params.yaml paths.reports)")) -> None:
@@ -34,6 +34,8 @@ def check(root: Path = typer.Option(None, help="the reports folder (default: par
     problems = check_reports(folder, claims)
     for problem in problems:
         typer.echo(f"error: {problem}", err=True)
+    for line in in_progress(folder):
+        typer.echo(f"check-reports: {line} (not judged until it is complete)", err=True)
     pages = len(list(folder.rglob("*.md")))
     typer.echo(f"check-reports: {pages} pages under {folder}, {len(problems)} problems", err=True)
     if problems:

@@ -60,3 +60,16 @@ def test_each_defect_is_caught(tmp_path: Path, claims):
     record.write_text(json.dumps(data))
     assert any(f"the row of {run['label']} does not show its catalogue.json accuracy 12.34%" in p
                for p in check_reports(root, claims))
+
+
+def test_a_catalogue_in_progress_is_not_judged_and_has_no_page(tmp_path: Path, claims):
+    """A comparison still running (complete: false) is committed so that --retry-failed resumes it; its page
+    comes only when it is complete."""
+    root = copy_of_a_catalogue(tmp_path)
+    record = root / "mnist/catalogue.json"
+    data = json.loads(record.read_text())
+    record.write_text(json.dumps({**data, "complete": False, "claims": [], "results": data["results"][:5]}))
+    assert check_reports(root, claims) == ["%s: a page for a catalogue still in progress"
+                                           % (root / "mnist" / "catalogue.md")]
+    (root / "mnist/catalogue.md").unlink()
+    assert check_reports(root, claims) == []
