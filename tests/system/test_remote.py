@@ -57,12 +57,12 @@ def test_push_then_pull_in_a_fresh_clone_reruns_nothing(tmp_path: Path):
         result = dvc(a, *args)
         assert result.returncode == 0, result.stdout[-3000:]
     assert (a / ".dvc/config").read_text() == committed_config  # the committed default remote stays
-    git(a, "add", "-A")  # dvc.lock and the uncached outputs (metrics, plots, reports) travel in git
+    git(a, "add", "-A")  # dvc.lock and the uncached outputs (metrics, plots) travel in git
     git(a, "commit", "-qm", "reproduced")
 
     outs = dvc_only_outs(a)
     assert set(outs) == {"data/raw", "data/validated", "data/prepared", "data/resized", "data/features", "model",
-                         "demo"}
+                         "report", "demo"}  # the run's report is a cached output: pushed and pulled with the model
     pushed = [p for p in remote.rglob("*") if p.is_file()]
     contents = set(tree_digest(a, list(outs), "md5").values())
     assert len(pushed) == len(contents) + len(outs)  # one object per distinct file, one listing per folder
