@@ -16,6 +16,8 @@ from mnist_pipeline.layout import REPORT_FILE
 from mnist_pipeline.lessons import Claims
 
 LINK = re.compile(r"\]\(([^)\s]+)\)|src=\"([^\"]+)\"")
+# a path that belongs to one machine (a temporary folder, a home, a checkout); a Debian package's data under
+# /usr/share (Fashion-MNIST's IDX files) is where that package puts it on every machine, and is allowed
 MACHINE_PATH = re.compile(r"(?<![\w.~-])/(?:tmp|home|root|work|Users|var|private|mnt|opt|srv)/")
 VERDICTS = {"reproduced", "refuted", "inconclusive", "not comparable", "nothing to compare"}
 MIN_SEEDS = 3
