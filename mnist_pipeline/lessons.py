@@ -6,7 +6,7 @@ have; its 95% interval is a paired bootstrap over the test images (one resample 
 seed, so what the seeds share is kept). The difference is a finding only when the interval excludes
 zero; otherwise it is inside the noise, and a claim that needed a difference is *inconclusive*.
 
-numpy only, pure: records in, verdicts out.
+numpy and the catalogue's spec model only, pure: records in, verdicts out.
 """
 
 from __future__ import annotations
@@ -20,6 +20,7 @@ import numpy as np
 import yaml
 from pydantic import BaseModel, ConfigDict, Field
 
+from mnist_pipeline.catalogue import ModelSpec
 from mnist_pipeline.errors import PipelineError
 
 BOOTSTRAP_RESAMPLES = 4000
@@ -118,8 +119,9 @@ def differences(first: dict[str, Any], second: dict[str, Any]) -> dict[str, tupl
 
 
 def recipe(run: dict[str, Any]) -> dict[str, Any]:
-    """What a run's configuration set: the model spec, the input scaling and split, early stopping."""
-    return {**run["spec"], "prepare.normalize": run["prepare"]["normalized"],
+    """What a run's configuration set: the model spec (every field, defaults filled in, so records written before
+    a field existed compare like for like), the input scaling and split, early stopping."""
+    return {**ModelSpec.model_validate(run["spec"]).model_dump(), "prepare.normalize": run["prepare"]["normalized"],
             "prepare.val_fraction": run["prepare"]["val_fraction"],
             "train.early_stopping_patience": run["train_params"]["early_stopping_patience"]}
 

@@ -65,7 +65,10 @@ def catalogue_problems(folder: Path, claims: Claims) -> list[str]:
             problems.append(f"{folder}: the claim {claim.id!r} has no verdict ({verdict.get('verdict')})")
         elif f"**{verdict['verdict']}**" not in page:
             problems.append(f"{folder}/catalogue.md: the verdict of {claim.id!r} is not shown")
-        if claim.kind == "paired" and verdict.get("verdict") in ("reproduced", "refuted", "inconclusive"):
+        if claim.kind == "paired" and verdict.get("verdict") not in ("reproduced", "refuted", "inconclusive"):
+            problems.append(f"{folder}: the lesson {claim.id!r} has no paired test ({verdict.get('verdict')}: "
+                            f"{verdict.get('reason')})")
+        elif claim.kind == "paired":
             if not verdict.get("ci95") or "p" not in verdict:
                 problems.append(f"{folder}: the lesson {claim.id!r} has no interval or paired test")
             elif verdict.get("seeds", 0) < MIN_SEEDS:

@@ -20,6 +20,9 @@ from mnist_pipeline.lessons import (
     rises,
     unpack,
 )
+from mnist_pipeline.lessons import (
+    recipe as run_recipe,
+)
 from tests.harness import ROOT
 
 
@@ -133,3 +136,16 @@ def test_every_configuration_sets_its_params_as_dvc_exp_run_applies_them(tmp_pat
             for part in rest:
                 node = node[part]
             assert node == value, (label, key, node)
+
+
+def test_records_written_before_a_spec_field_existed_compare_like_for_like():
+    """A record from before modern_cnn's fields (no batch_norm, schedule, ...) against one written after: only
+    the setting that really differs counts (the MNIST catalogue once called Lee's loss lesson 'not comparable')."""
+    params = read_params(ROOT / "params.yaml")
+    new = ModelSpec.model_validate(params["models"]["lee_mse_sigmoid"]).model_dump()
+    old = {k: v for k, v in ModelSpec.model_validate(params["models"]["lee_ce_sigmoid"]).model_dump().items()
+           if k not in ("batch_norm", "batch_norm_momentum", "schedule", "warmup_epochs", "weight_decay",
+                        "label_smoothing", "augment", "conv_blocks", "global_pool")}
+    facts = {"prepare": {"normalized": True, "val_fraction": 0.1}, "train_params": {"early_stopping_patience": 3}}
+    assert differences(run_recipe({"spec": new, **facts}), run_recipe({"spec": old, **facts})) == {
+        "loss": ("mse", "categorical_crossentropy")}
