@@ -35,7 +35,7 @@ from mnist_pipeline.config import EvaluateParams, parse_section, read_params
 from mnist_pipeline.errors import PipelineError
 from mnist_pipeline.files import atomic_path, read_json, write_json
 from mnist_pipeline.layout import CLAIMS_FILE, PARAMS_FILE, Layout
-from mnist_pipeline.lessons import load_claims, pack
+from mnist_pipeline.lessons import load_claims, pack, shown
 from mnist_pipeline.reporting.catalogue import (
     by_label,
     ladder_png,
@@ -45,16 +45,11 @@ from mnist_pipeline.reporting.catalogue import (
 )
 
 
-def scalar(value: Any) -> str:
-    """A params value as `dvc exp run -S` wants it (YAML: false, null, 0.003, centered)."""
-    return value if isinstance(value, str) else json.dumps(value)
-
-
 def set_params(dataset: str, extra: dict[str, str], model: str, seed: int, overrides: dict[str, Any]) -> list[str]:
     """The `-S` arguments of one run. A variant's overrides use `++` (set the key whether or not it is written:
     a catalogue entry leaves its defaults unwritten, and plain `-S` refuses a key that is not there)."""
     settings = {"data.dataset": dataset, **extra, "train.model": model, "train.seed": str(seed),
-                **{f"++{k}": scalar(v) for k, v in overrides.items()}}
+                **{f"++{k}": shown(v) for k, v in overrides.items()}}
     return [arg for key, value in settings.items() for arg in ("-S", f"{key}={value}")]
 
 

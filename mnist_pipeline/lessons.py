@@ -127,7 +127,7 @@ def recipe(run: dict[str, Any]) -> dict[str, Any]:
 
 
 def shown(value: Any) -> str:
-    """A setting's value as params.yaml writes it (false, null, 0.003, relu)."""
+    """A setting's value as params.yaml writes it (false, null, 0.003, relu); also what `dvc exp run -S` takes."""
     return value if isinstance(value, str) else json.dumps(value)
 
 

@@ -10,10 +10,10 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Any
 
-from mnist_pipeline.files import atomic_path
 from mnist_pipeline.layout import REPORT_FILE as REPORT
 from mnist_pipeline.lessons import Claims, judge_claim, ladder_rows, p_value, spread
 from mnist_pipeline.reporting.markdown import md_escape, raw_table
+from mnist_pipeline.reporting.plots import figure, save
 
 DATASET_NAMES = {"mnist": "MNIST", "fashion_mnist": "Fashion-MNIST", "none": "no dataset"}
 
@@ -220,13 +220,8 @@ def render_side_by_side(catalogues: dict[str, dict[str, Any]], claims: Claims) -
 
 def leaderboard_png(path: Path, runs: dict[str, list[dict[str, Any]]], reference_seed: int) -> None:
     """Test accuracy per configuration (seed mean, every seed a dot) and the tutorial's top-1 claims."""
-    import matplotlib
-
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
-
     ordered = sorted(runs.items(), key=lambda item: spread([r["metrics"]["accuracy"] for r in item[1]])["mean"])
-    fig = plt.figure(figsize=(8, 0.35 * len(ordered) + 1.4), dpi=100)
+    plt, fig = figure(8, 0.35 * len(ordered) + 1.4)
     axis = fig.add_subplot(1, 1, 1)
     labels = [label for label, _ in ordered]
     means = [spread([r["metrics"]["accuracy"] for r in group])["mean"] for _, group in ordered]
@@ -243,20 +238,14 @@ def leaderboard_png(path: Path, runs: dict[str, list[dict[str, Any]]], reference
     axis.set_xlabel("test accuracy (top-1)")
     axis.legend(loc="lower right", fontsize=8)
     axis.grid(axis="x", alpha=0.3)
-    with atomic_path(path) as tmp:
-        fig.savefig(tmp, format="png", bbox_inches="tight", metadata={"Software": None})
-    plt.close(fig)
+    save(plt, fig, path)
 
 
 def ladder_png(path: Path, ladder: Any, runs: dict[str, list[dict[str, Any]]], reference_seed: int) -> None:
     """The ladder's steps' validation top-1 curves (reference seed) overlaid, integer epochs."""
-    import matplotlib
-
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
     from matplotlib.ticker import MaxNLocator
 
-    fig = plt.figure(figsize=(8, 4), dpi=100)
+    plt, fig = figure(8, 4)
     axis = fig.add_subplot(1, 1, 1)
     for step in ladder.steps:
         run = next((r for r in runs.get(step.label, []) if r["seed"] == reference_seed), None)
@@ -271,6 +260,4 @@ def ladder_png(path: Path, ladder: Any, runs: dict[str, list[dict[str, Any]]], r
     if axis.lines:
         axis.legend(fontsize=8)
     axis.grid(alpha=0.3)
-    with atomic_path(path) as tmp:
-        fig.savefig(tmp, format="png", bbox_inches="tight", metadata={"Software": None})
-    plt.close(fig)
+    save(plt, fig, path)

@@ -9,7 +9,7 @@ import numpy as np
 from mnist_pipeline.files import atomic_path
 
 
-def _figure(width: float, height: float):
+def figure(width: float, height: float):
     import matplotlib
 
     matplotlib.use("Agg")
@@ -18,7 +18,7 @@ def _figure(width: float, height: float):
     return plt, plt.figure(figsize=(width, height), dpi=100)
 
 
-def _save(plt, fig, path: Path) -> None:
+def save(plt, fig, path: Path) -> None:
     with atomic_path(path) as tmp:
         fig.savefig(tmp, format="png", bbox_inches="tight", metadata={"Software": None})
     plt.close(fig)
@@ -49,7 +49,7 @@ def curves_png(path: Path, history: dict[str, list[float]], metric: str, restore
     marked when early stopping restored an earlier one."""
     from matplotlib.ticker import MaxNLocator
 
-    plt, fig = _figure(10, 3.5)
+    plt, fig = figure(10, 3.5)
     for position, (title, (train, val)) in enumerate(curve_panels(history, metric).items(), start=1):
         axis = fig.add_subplot(1, 2, position)
         axis.plot(np.arange(1, len(train) + 1), train, marker="o", label="train")
@@ -62,12 +62,12 @@ def curves_png(path: Path, history: dict[str, list[float]], metric: str, restore
         axis.set_title(title, fontsize=10)
         axis.legend(fontsize=8)
         axis.grid(alpha=0.3)
-    _save(plt, fig, path)
+    save(plt, fig, path)
 
 
 def confusion_png(path: Path, matrix: np.ndarray, names: list[str]) -> None:
     """The confusion matrix, rows true classes, columns predicted, counts written in."""
-    plt, fig = _figure(7, 6)
+    plt, fig = figure(7, 6)
     axis = fig.add_subplot(1, 1, 1)
     axis.imshow(matrix, cmap="Blues")
     axis.set_xticks(range(10), names, rotation=45, ha="right")
@@ -78,7 +78,7 @@ def confusion_png(path: Path, matrix: np.ndarray, names: list[str]) -> None:
     for (row, col), count in np.ndenumerate(matrix):
         axis.text(col, row, str(count), ha="center", va="center", fontsize=7,
                   color="white" if count > threshold else "black")
-    _save(plt, fig, path)
+    save(plt, fig, path)
 
 
 def image_grid_png(path: Path, images: np.ndarray, titles: list[str], columns: int = 8) -> None:
@@ -92,7 +92,7 @@ def image_grid_png(path: Path, images: np.ndarray, titles: list[str], columns: i
     cell_width, cell_height = side + gap, side + caption
     canvas = np.zeros((rows * cell_height, columns * cell_width), dtype=np.uint8)
     inches = 0.04  # per image pixel: a cell is 1.6 inches wide, room for a 7-point "Ankle boot→T-shirt/top 0.99"
-    plt, fig = _figure(canvas.shape[1] * inches, canvas.shape[0] * inches)
+    plt, fig = figure(canvas.shape[1] * inches, canvas.shape[0] * inches)
     axis = fig.add_axes((0, 0, 1, 1))
     for position, (image, title) in enumerate(zip(images, titles)):
         row, column = divmod(position, columns)
@@ -101,4 +101,4 @@ def image_grid_png(path: Path, images: np.ndarray, titles: list[str], columns: i
         axis.text(left + side / 2, top - 1.5, title, ha="center", va="bottom", fontsize=7)
     axis.imshow(canvas, cmap="gray_r", vmin=0, vmax=255, interpolation="nearest")
     axis.axis("off")
-    _save(plt, fig, path)
+    save(plt, fig, path)
