@@ -12,7 +12,7 @@ from pathlib import Path
 from typing import Any, Literal, TypeVar
 
 import yaml
-from pydantic import BaseModel, ConfigDict, Field, ValidationError
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
 
 from mnist_pipeline.errors import PipelineError
 
@@ -97,6 +97,36 @@ class TrainParams(Section):
     distribute: Literal["auto", "none"] = "auto"  # auto: MirroredStrategy when several GPUs are visible
     predict_train_images: int | None = Field(default=10_000, ge=1)  # training images predicted after the fit
     predict_batch_size: int = Field(default=512, ge=1)  # batch of those predictions (not of training)
+
+
+Distortion = Literal["rotation", "thick", "thin", "blur", "low_resolution", "uneven_lighting", "off_centre"]
+
+
+class DistortionsParams(Section):
+    """`distortions`: the held-out test images made as hard as real handwriting photos, each way on its own;
+    the train stage predicts them beside the clean ones (mnist_pipeline/distortions.py says what each does)."""
+
+    apply: list[Distortion] = Field(default_factory=lambda: list(Distortion.__args__))  # in this order; []: none
+    seed: int = 42  # the random angles, directions and shifts
+    rotation_min_degrees: float = Field(default=15.0, ge=0, le=90)  # each image turned by an angle drawn
+    rotation_max_degrees: float = Field(default=25.0, ge=0, le=90)  # ... uniformly in this range, either way
+    thick_pixels: int = Field(default=3, ge=2, le=7)  # grey dilation over a square this wide: thicker strokes
+    thin_pixels: int = Field(default=2, ge=2, le=7)  # grey erosion over a square this wide: thinner strokes
+    blur_sigma: float = Field(default=1.0, gt=0, le=5)  # Gaussian blur, in pixels
+    low_resolution_pixels: int = Field(default=10, ge=4, le=27)  # averaged down to this a side, bilinear back up
+    lighting_drop: float = Field(default=0.5, ge=0, le=1)  # the light falls linearly by this fraction across
+    lighting_offset: float = Field(default=0.1, ge=0, lt=1)  # ... grey paper: background this far from black
+    shift_min_pixels: float = Field(default=4.0, ge=0, le=10)  # each image moved by a whole-pixel offset whose
+    shift_max_pixels: float = Field(default=6.0, ge=0, le=10)  # ... length is in this range, any direction
+
+    @model_validator(mode="after")
+    def ranges_in_order(self) -> DistortionsParams:
+        for low, high in (("rotation_min_degrees", "rotation_max_degrees"), ("shift_min_pixels", "shift_max_pixels")):
+            if getattr(self, low) > getattr(self, high):
+                raise ValueError(f"{low} {getattr(self, low)} is above {high} {getattr(self, high)}")
+        if len(set(self.apply)) < len(self.apply):
+            raise ValueError(f"apply names a distortion twice: {self.apply}")
+        return self
 
 
 class EvaluateParams(Section):

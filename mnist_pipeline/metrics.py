@@ -21,6 +21,7 @@ import numpy as np
 
 from mnist_pipeline.catalogue import N_CLASSES, ModelSpec
 from mnist_pipeline.config import EvaluateParams
+from mnist_pipeline.distortions import split_name
 
 Z95 = 1.959963984540054  # the normal quantile of a two-sided 95% interval
 IMPROVING_WINDOW = 3  # epochs: validation loss "still falling" is judged over the last this many epochs
@@ -188,6 +189,18 @@ def per_class(probabilities: np.ndarray, labels: np.ndarray) -> tuple[list[dict[
     rows = [{"class": c, "precision": float(precision[c]), "recall": float(recall[c]), "f1": float(f1[c]),
              "support": int(support[c])} for c in range(N_CLASSES)]
     return rows, confusion.tolist()
+
+
+def distorted_accuracy(probs: dict[str, np.ndarray], labels: np.ndarray,
+                       measured: dict[str, str]) -> dict[str, dict[str, Any]]:
+    """Top-1 accuracy on the test images under each distortion of `measured` (name: what it does), with its 95%
+    Wilson interval; `probs` holds each one's predictions as the split `split_name(name)`."""
+    out = {}
+    for name, how in measured.items():
+        correct = int(np.sum(probs[split_name(name)].argmax(axis=1) == labels))
+        out[name] = {"how": how, "accuracy": correct / len(labels), "correct": correct, "total": len(labels),
+                     "ci95": wilson_interval(correct, len(labels))}
+    return out
 
 
 def evaluate_classifier(probs: dict[str, np.ndarray], truth: dict[str, np.ndarray], trained: dict[str, Any],

@@ -25,6 +25,7 @@ from filelock import FileLock
 from mnist_pipeline.catalogue import entry, model_input, model_spec
 from mnist_pipeline.config import (
     DataParams,
+    DistortionsParams,
     EvaluateParams,
     FeaturesParams,
     PrepareParams,
@@ -45,7 +46,8 @@ OVERRIDES = {"dataset": ("data", "dataset"), "model": ("train", "model"), "epoch
              "batch_size": ("train", "batch_size"), "learning_rate": ("train", "learning_rate"),
              "seed": ("train", "seed"), "max_train_images": ("train", "max_train_images")}
 SECTIONS = {"data": DataParams, "validate": ValidateParams, "prepare": PrepareParams, "resize": ResizeParams,
-            "features": FeaturesParams, "train": TrainParams, "evaluate": EvaluateParams, "report": ReportParams}
+            "features": FeaturesParams, "train": TrainParams, "distortions": DistortionsParams,
+            "evaluate": EvaluateParams, "report": ReportParams}
 
 
 def git(root: Path, *args: str) -> str:

@@ -2,10 +2,11 @@
 
 Top-1 accuracy is argmax(prediction) == label, computed here; Keras' own metric (the one the
 tutorial reported) is shown beside it and a gap is flagged. Also per-class precision, recall
-and F1, the confusion matrix, the most confident mistakes, and train vs validation vs test
-accuracy with a one-line diagnosis. The probabilities come from the predictions the train
-stage made with the saved model; the true labels from the prepared data. numpy only: a
-fraction of a second.
+and F1, the confusion matrix, the most confident mistakes, train vs validation vs test
+accuracy with a one-line diagnosis, and the top-1 accuracy on each distorted copy of the test
+set that train predicted (metrics `accuracy_<distortion>`, 95% intervals in the record). The
+probabilities come from the predictions the train stage made with the saved model; the true
+labels from the prepared data. numpy only: a fraction of a second.
 """
 
 from __future__ import annotations
@@ -17,22 +18,26 @@ from typing import Any
 import numpy as np
 
 from mnist_pipeline.config import EvaluateParams, TrainModelParams, parse_section
+from mnist_pipeline.distortions import metric_name, split_name
 from mnist_pipeline.errors import PipelineError
 from mnist_pipeline.files import atomic_path, load_npz, read_json, write_json
 from mnist_pipeline.layout import Layout
-from mnist_pipeline.metrics import class_ids, evaluate_classifier
+from mnist_pipeline.metrics import class_ids, distorted_accuracy, evaluate_classifier
 from tasks import log, run
 
 
-def load_truth(layout: Layout, predictions: dict[str, np.ndarray]) -> dict[str, np.ndarray]:
-    """True class ids for each predicted split, from the prepared data (labels only: the images stay on disk)."""
+def load_truth(layout: Layout, predictions: dict[str, np.ndarray], distorted: list[str]) -> dict[str, np.ndarray]:
+    """True class ids for each predicted split, from the prepared data (labels only: the images stay on disk);
+    a distorted test set's are the test set's."""
     prepared = load_npz(layout.prepared_data, ("y_train", "y_val", "y_test"))
     truth = {"train": class_ids(prepared["y_train"])[predictions["train_rows"]],
              "val": class_ids(prepared["y_val"]), "test": class_ids(prepared["y_test"])}
+    truth |= {split_name(name): truth["test"] for name in distorted}
     for split, ids in truth.items():
-        if len(ids) != len(predictions[split]):
-            raise PipelineError(f"the predictions in {layout.predictions} are for {len(predictions[split]):,} {split} "
-                                f"images but the prepared data has {len(ids):,}: re-run train (dvc repro does)")
+        found = len(predictions[split]) if split in predictions else 0
+        if found != len(ids):
+            raise PipelineError(f"the predictions in {layout.predictions} are for {found:,} {split} images but the "
+                                f"prepared data has {len(ids):,}: re-run train (dvc repro does)")
     return truth
 
 
@@ -50,7 +55,13 @@ def main(params: dict[str, Any], layout: Layout) -> None:
     model_name = parse_section(params, "train", TrainModelParams).model
     trained = read_json(layout.train_record)
     predictions = load_npz(layout.predictions)
-    result = evaluate_classifier(predictions, load_truth(layout, predictions), trained, settings)
+    distorted = trained.get("distortions", {})  # train records made before the distortions have none
+    measured = distorted.get("measured", {})
+    truth = load_truth(layout, predictions, list(measured))
+    result = evaluate_classifier(predictions, truth, trained, settings)
+    result["distortions"] = distorted_accuracy(predictions, truth["test"], measured)
+    result["distortions_not_measured"] = distorted.get("not_measured")
+    result["metrics"] |= {metric_name(name): found["accuracy"] for name, found in result["distortions"].items()}
     result["metrics"]["parameters"] = trained["parameters"]
     result["metrics"]["train_seconds"] = trained["seconds"]
     write_confusion_csv(layout.confusion_csv, result.pop("true"), result.pop("predicted"))

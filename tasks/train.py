@@ -6,10 +6,12 @@ last completed epoch when re-run (its history stays whole), and dvclive for per-
 in DVC's format. With several GPUs visible the model is mirrored over them
 (`train.distribute: auto`); otherwise it trains on one device.
 
-After the fit, while the model is in memory, it predicts the test set, the validation set and a
-seeded sample of the training images it was fitted on, and Keras' own loss and compiled metric
-on the test predictions go into the train record. The evaluate stage computes everything else
-from those predictions without importing TensorFlow.
+After the fit, while the model is in memory, it predicts the test set, the validation set, a
+seeded sample of the training images it was fitted on, and the test set under each distortion of
+the `distortions` section (rotated, thick and thin strokes, blurred, low resolution, unevenly lit,
+off centre: mnist_pipeline/distortions.py); Keras' own loss and compiled metric on the test
+predictions go into the train record. The evaluate stage computes everything else from those
+predictions without importing TensorFlow.
 """
 
 from __future__ import annotations
@@ -22,7 +24,8 @@ import numpy as np
 
 from mnist_pipeline import import_tensorflow
 from mnist_pipeline.catalogue import ModelSpec, model_input, model_spec
-from mnist_pipeline.config import TrainParams, parse_section
+from mnist_pipeline.config import DistortionsParams, TrainParams, parse_section
+from mnist_pipeline.distortions import describe, distort_prepared
 from mnist_pipeline.errors import PipelineError
 from mnist_pipeline.files import load_npz, read_json, save_npz, write_json
 from mnist_pipeline.layout import Layout
@@ -60,6 +63,18 @@ def load_test_data(layout: Layout, spec: ModelSpec, needs: str) -> tuple[np.ndar
     return x_test, match_labels(prepared["y_test"], spec.sparse_labels)
 
 
+def distorted_test_sets(x_test: np.ndarray, needs: str, normalized: bool | str,
+                        params: DistortionsParams) -> tuple[dict[str, np.ndarray], dict[str, Any]]:
+    """The test images under each applied distortion, as the model takes them, and what the train record says
+    of them (each one's description, or why none was measured)."""
+    if needs == "rgb":
+        return {}, {"seed": params.seed, "measured": {}, "not_measured": (
+            "the model's test images are VGG16 features of the resized images (the resize and features stages); "
+            "distorted images would need both stages again")}
+    return distort_prepared(x_test, normalized, params), {"seed": params.seed, "measured": describe(params),
+                                                          "not_measured": None}
+
+
 def fit_model(spec: ModelSpec, data: dict[str, np.ndarray], settings: TrainParams, layout: Layout, backup: Path,
               resuming: bool) -> tuple[Any, dict[str, list[float]], list[Any], float]:
     """Fit with the callbacks, checkpointing to `backup`; the model, its whole history, the callbacks, seconds."""
@@ -78,8 +93,10 @@ def fit_model(spec: ModelSpec, data: dict[str, np.ndarray], settings: TrainParam
 
 
 def main(params: dict[str, Any], layout: Layout) -> None:
-    """Read `train` and `models.<train.model>`; write the model, its predictions and the train record."""
+    """Read `train`, `models.<train.model>` and `distortions`; write the model, its predictions and the train
+    record."""
     settings = parse_section(params, "train", TrainParams)
+    distortions = parse_section(params, "distortions", DistortionsParams)
     models = params.get("models", {})
     needs = model_input(models, settings.model).layout
     import_tensorflow()
@@ -105,13 +122,16 @@ def main(params: dict[str, Any], layout: Layout) -> None:
     restored = training.restored_epoch(history, stack)
     x_test, y_test = load_test_data(layout, spec, needs)
     sample = training.sample_rows(len(data["x_train"]), settings.predict_train_images, settings.seed)
-    inputs = {"test": x_test, "val": data["x_val"], "train": data["x_train"][sample]}
+    prepared = read_json(layout.prepare_record)
+    distorted, distorted_record = distorted_test_sets(x_test, needs, prepared["normalized"], distortions)
+    inputs = {"test": x_test, "val": data["x_val"], "train": data["x_train"][sample], **distorted}
     predictions, keras_test = training.predict_splits(model, spec, inputs, y_test, settings.predict_batch_size)
     log(f"train: predicted {len(x_test):,} test, {len(data['x_val']):,} validation and "
-        f"{len(sample):,} training images for evaluate")
+        f"{len(sample):,} training images for evaluate, and the test images "
+        + (f"{len(distorted)} ways distorted ({', '.join(distorted_record['measured'])})" if distorted else
+           f"undistorted only ({distorted_record['not_measured'] or 'distortions.apply is empty'})"))
     save_npz(layout.predictions, {**predictions, "train_rows": data["train_rows"][sample]})
     training.save_model(model, layout.model_file)
-    prepared = read_json(layout.prepare_record)
     write_json(layout.train_record, {
         "model": settings.model, "spec": spec.model_dump(), "train_params": settings.model_dump(),
         "history": history, "epochs_run": len(history.get("loss", [])), "stopped_by": how,
@@ -122,6 +142,7 @@ def main(params: dict[str, Any], layout: Layout) -> None:
         "dataset": prepared.get("dataset"), "raw_sha256": prepared.get("raw_sha256"),
         "keras_on_test": keras_test,  # Keras' loss and compiled metric on the test predictions
         "predicted_train_images": [len(sample), len(data["x_train"])],  # a sample of the images fitted on
+        "distortions": distorted_record,  # the distorted test sets predicted (name: what it does), or why none
     })
     log(f"train: {settings.model} done: {how}, {model.count_params():,} parameters, {seconds:.1f} s")
 

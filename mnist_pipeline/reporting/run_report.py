@@ -12,6 +12,7 @@ from typing import Any
 
 import numpy as np
 
+from mnist_pipeline.distortions import in_order, metric_name
 from mnist_pipeline.reporting.markdown import md_escape, table
 from mnist_pipeline.reporting.plots import confusion_png, curves_png, image_grid_png
 
@@ -91,13 +92,33 @@ def evaluated_weights(trained: dict[str, Any]) -> str:
 def metrics_section(ctx: dict[str, Any]) -> list[str]:
     evaluation = ctx["evaluation"]
     names = class_names(ctx["fetch"]["dataset"])
-    values = [[k, f"{v:.4f}" if isinstance(v, float) else v] for k, v in evaluation["metrics"].items()]
+    distorted = {metric_name(name) for name in evaluation.get("distortions", {})}  # their own section
+    values = [[k, f"{v:.4f}" if isinstance(v, float) else v] for k, v in evaluation["metrics"].items()
+              if k not in distorted]
     classes = [[names[r["class"]], f"{r['precision']:.3f}", f"{r['recall']:.3f}", f"{r['f1']:.3f}", r["support"]]
                for r in evaluation["per_class"]]
     return ["## Test metrics", "", table(["metric", "value"], values), "",
             table(["class", "precision", "recall", "F1", "support"], classes), "",
             f"![confusion matrix]({PLOTS['confusion']})", "",
             "Most confident mistakes (true → predicted, probability):", "", f"![mistakes]({PLOTS['mistakes']})", ""]
+
+
+def distortions_section(ctx: dict[str, Any]) -> list[str]:
+    """Top-1 accuracy on the test images distorted each way (the `distortions` params), beside the clean ones."""
+    evaluation = ctx["evaluation"]
+    found, skipped = evaluation.get("distortions") or {}, evaluation.get("distortions_not_measured")
+    title = ["## Distorted test images", ""]
+    if not found:
+        return [*title, f"Not measured: {md_escape(skipped or 'distortions.apply is empty')}.", ""]
+    clean = evaluation["intervals"]["test"]
+    rows = [["none (the test set)", "", f"{evaluation['metrics']['accuracy']:.2%}",
+             f"{clean['ci95'][0]:.1%}-{clean['ci95'][1]:.1%}", ""]]
+    rows += [[name, md_escape(d["how"]), f"{d['accuracy']:.2%}", f"{d['ci95'][0]:.1%}-{d['ci95'][1]:.1%}",
+              f"{(d['accuracy'] - evaluation['metrics']['accuracy']) * 100:+.1f} points"]
+             for name, d in ((name, found[name]) for name in in_order(found))]
+    return [*title, f"The same {clean['total']:,} test images, distorted one way at a time (params `distortions`); "
+            "top-1 accuracy from the predictions, with its 95% Wilson interval.", "",
+            table(["distortion", "how", "accuracy", "95% interval", "vs clean"], rows), ""]
 
 
 def claims_section(ctx: dict[str, Any]) -> list[str]:
@@ -147,8 +168,8 @@ def lineage_section(ctx: dict[str, Any]) -> list[str]:
 def render(ctx: dict[str, Any]) -> str:
     """The report's markdown from the collected records (`ctx`: fetch, validation, prepare, train, evaluation,
     git, stages, timings, samples_per_class, curves)."""
-    sections = (headline, data_section, model_section, training_section, metrics_section, claims_section,
-                warnings_section, lineage_section)
+    sections = (headline, data_section, model_section, training_section, metrics_section, distortions_section,
+                claims_section, warnings_section, lineage_section)
     return "\n".join(line for section in sections for line in section(ctx))
 
 
