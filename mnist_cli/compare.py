@@ -32,8 +32,9 @@ import yaml
 
 from mnist_pipeline.claims import Run, judge
 from mnist_pipeline.config import EvaluateParams, parse_section, read_params
+from mnist_pipeline.distortions import split_name
 from mnist_pipeline.errors import PipelineError
-from mnist_pipeline.files import atomic_path, read_json, write_json
+from mnist_pipeline.files import atomic_path, load_npz, read_json, write_json
 from mnist_pipeline.layout import CLAIMS_FILE, PARAMS_FILE, Layout
 from mnist_pipeline.lessons import load_claims, pack, shown
 from mnist_pipeline.reporting.catalogue import (
@@ -80,6 +81,7 @@ def collect(layout: Layout) -> dict[str, Any]:
     base = 0 if features.get("skipped") else features.get("base_parameters", 0)
     return {"model": trained["model"], "metrics": evaluation["metrics"], "ci95": test["ci95"],
             "test_total": test["total"], "correct": pack(rows[:, 0] == rows[:, 1]),
+            "distortions": distorted_correctness(layout, evaluation, rows[:, 0]),
             "diagnosis": evaluation["diagnosis"], "audit": evaluation.get("audit"), "spec": trained["spec"],
             "train_params": trained["train_params"],
             "prepare": {k: prepared[k] for k in ("normalized", "val_fraction")},
@@ -90,6 +92,24 @@ def collect(layout: Layout) -> dict[str, Any]:
             "parameters": {"trainable": trained["parameters"], "total": trained["parameters"] + base},
             "stage_seconds": {path.stem: read_json(path)["seconds"]
                               for path in sorted(layout.folder("timings").glob("*.json")) if path.stem != "demo"}}
+
+
+def distorted_correctness(layout: Layout, evaluation: dict[str, Any], labels: np.ndarray) -> dict[str, Any]:
+    """Each distortion's accuracy and interval as evaluate gave them, and its per-test-image correctness (packed
+    like `correct`) from train's predictions; {"not_measured": reason} when the run measured none."""
+    found = evaluation.get("distortions") or {}
+    if not found:
+        return {"not_measured": evaluation.get("distortions_not_measured") or "distortions.apply is empty"}
+    predictions = load_npz(layout.predictions, tuple(split_name(name) for name in found))
+    out = {}
+    for name, d in found.items():
+        correct = predictions[split_name(name)].argmax(axis=1) == labels
+        if int(correct.sum()) != d["correct"]:
+            raise PipelineError(f"{layout.predictions}: {name} has {int(correct.sum())} right, evaluate counted "
+                                f"{d['correct']}: re-run the pipeline")
+        out[name] = {"how": d["how"], "accuracy": d["accuracy"], "ci95": d["ci95"], "total": d["total"],
+                     "correct": pack(correct)}
+    return out
 
 
 def machine() -> dict[str, Any]:

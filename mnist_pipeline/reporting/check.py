@@ -1,8 +1,9 @@
 """The reference reports' checker: what a reader must be able to trust in `reports/`.
 
 It fails on a relative link that does not resolve, an absolute machine path, a catalogue number that
-differs from its catalogue.json or from the run's own report, a claim without a verdict, and a lesson
-without its interval, its paired test or three seeds. `mnist check-reports` runs it; so does CI.
+differs from its catalogue.json or from the run's own report (the distorted test images' too), a claim
+without a verdict, and a lesson without its interval, its paired test or three seeds. `mnist check-reports`
+runs it; so does CI.
 """
 
 from __future__ import annotations
@@ -14,6 +15,8 @@ from typing import Any
 
 from mnist_pipeline.layout import REPORT_FILE
 from mnist_pipeline.lessons import Claims
+from mnist_pipeline.reporting.catalogue import DISTORTION_PAIR
+from mnist_pipeline.reporting.markdown import md_escape
 
 LINK = re.compile(r"\]\(([^)\s]+)\)|src=\"([^\"]+)\"")
 # a path that belongs to one machine (a temporary folder, a home, a checkout); a Debian package's data under
@@ -57,6 +60,7 @@ def catalogue_problems(folder: Path, claims: Claims) -> list[str]:
         report = folder / run["report"] / REPORT_FILE
         if report.is_file() and f"Test accuracy **{accuracy}**" not in report.read_text():
             problems.append(f"{report}: its test accuracy is not the catalogue's {accuracy}")
+    problems += distortion_problems(folder, data, page)
     verdicts = data.get("claims") or []
     if len(verdicts) != len(claims.claims):
         problems.append(f"{folder}/catalogue.json: {len(verdicts)} claim verdicts for {len(claims.claims)} claims")
@@ -80,6 +84,25 @@ def catalogue_problems(folder: Path, claims: Claims) -> list[str]:
                 and run["spec"].get("claimed_accuracy") is not None
                 and run.get("verdict", {}).get("verdict") not in VERDICTS):
             problems.append(f"{folder}: the claimed number of {run['label']} has no verdict")
+    return problems
+
+
+def distortion_problems(folder: Path, data: dict[str, Any], page: str) -> list[str]:
+    """The section on distorted test images shows the reference seed's accuracy and interval of each distortion
+    as catalogue.json records them, for both configurations it compares."""
+    section = page.split("## Distorted test images", 1)[-1].split("\n## ", 1)[0] if "## Distorted" in page else ""
+    problems = []
+    for run in data["results"]:
+        if "failed" in run or run["label"] not in DISTORTION_PAIR or run["seed"] != data["seeds"][0]:
+            continue
+        for name, found in (run.get("distortions") or {}).items():
+            if "correct" not in found:
+                continue
+            shown = f"{found['accuracy']:.2%} ({found['ci95'][0]:.2%}-{found['ci95'][1]:.2%})"
+            rows = [line for line in section.splitlines() if line.startswith(f"| {md_escape(name)} |")]
+            if not rows or shown not in rows[0]:
+                problems.append(f"{folder}/catalogue.md: the distorted test images ({name}) do not show "
+                                f"{run['label']}'s catalogue.json accuracy {shown}")
     return problems
 
 
