@@ -4,6 +4,7 @@
     mnist compare --dataset fashion_mnist
     mnist compare --dataset mnist --models mlp_500,mlp_500-raw --seeds 1 --set train.epochs=3
     mnist compare --dataset fashion_mnist --retry-failed   # re-run only what failed or never ran
+    mnist compare --dataset mnist --retry-failed --rerun modern_cnn   # ... and modern_cnn, whose recipe changed
 
 The configurations are every catalogue entry of params.yaml plus the variants of claims.yaml (an entry
 with overrides, such as `mlp_500-raw`: prepare.normalize=false); each runs once per seed of claims.yaml
@@ -177,6 +178,8 @@ def compare(
     set_: list[str] = typer.Option([], "--set", help="extra params for every run, KEY=VALUE (repeatable)"),
     retry_failed: bool = typer.Option(False, help="keep the successful runs of the last catalogue.json (same dataset "
                                                   "and --set) and run only the failed or missing ones"),
+    rerun: str = typer.Option("", help="with --retry-failed: comma-separated configurations to run again even "
+                                       "though the last catalogue.json has them (their recipe or the stages changed)"),
 ) -> None:
     """Run every configuration once per seed with `dvc exp run`, then write the catalogue and its verdicts."""
     params_path = PARAMS_FILE
@@ -196,6 +199,14 @@ def compare(
     if unknown:
         typer.echo(f"error: unknown models {unknown}; the configurations are: {', '.join(known)}", err=True)
         raise typer.Exit(1)
+    again = [m.strip() for m in rerun.split(",") if m.strip()]
+    if again and not retry_failed:
+        typer.echo("error: --rerun needs --retry-failed (without it every configuration runs anyway)", err=True)
+        raise typer.Exit(1)
+    if sorted(set(again) - set(chosen)):
+        typer.echo(f"error: --rerun {sorted(set(again) - set(chosen))}: not among the configurations this "
+                   f"comparison runs ({', '.join(chosen)})", err=True)
+        raise typer.Exit(1)
     malformed = [item for item in set_ if "=" not in item]
     if malformed:
         typer.echo(f"error: --set needs KEY=VALUE, got {malformed[0]!r}", err=True)
@@ -207,7 +218,8 @@ def compare(
     runs = [(label, model, overrides, seed) for label, model, overrides in configurations if label in chosen
             for seed in run_seeds]
     last = previous_run(target / "catalogue.json", dataset, extra) if retry_failed else {}
-    kept = {(r["label"], r["seed"]): r for r in last.get("results", []) if "failed" not in r}
+    kept = {(r["label"], r["seed"]): r for r in last.get("results", [])
+            if "failed" not in r and r["label"] not in again}
     branch = git_output("symbolic-ref", "-q", "--short", "HEAD")
     saved = {"dataset": dataset, "overrides": extra, "seeds": run_seeds, "base_params": original,
              "base_branch": branch, "machine": last.get("machine") or machine(), "fetch": last.get("fetch", {})}

@@ -89,12 +89,23 @@ def test_compare_killed_mid_run_then_retry_failed_finishes_from_the_right_params
     assert "rests on 1 seeds, not 3" in check.stderr and "does not resolve" not in check.stderr, check.stderr
     assert yaml.safe_load(done["base_params"])["train"]["model"] == yaml.safe_load(base)["train"]["model"]
 
+    # after a configuration's recipe changes, --rerun runs it again and keeps the rest
+    rerun = subprocess.run(args + ["--retry-failed", "--rerun", "mlp_500-raw"], cwd=repo, env=stage_env(),
+                           capture_output=True, text=True, timeout=900)
+    assert rerun.returncode == 0, rerun.stderr[-3000:]
+    assert "[1/2] mlp_500 seed 42: kept from the last run" in rerun.stderr
+    assert "[2/2] mlp_500-raw seed 42: running" in rerun.stderr
+    assert [r["label"] for r in catalogue(repo)["results"]] == ["mlp_500", "mlp_500-raw"]
+
 
 @pytest.mark.bad_input
 def test_compare_refuses_unknown_models_and_malformed_set(tmp_path: Path):
     repo = make_repo(tmp_path)
     for extra, message in ((["--models", "mlp_9000"], "error: unknown models ['mlp_9000']"),
-                           (["--set", "train.epochs"], "error: --set needs KEY=VALUE, got 'train.epochs'")):
+                           (["--set", "train.epochs"], "error: --set needs KEY=VALUE, got 'train.epochs'"),
+                           (["--rerun", "cnn"], "error: --rerun needs --retry-failed"),
+                           (["--models", "cnn", "--retry-failed", "--rerun", "mlp_500"],
+                            "error: --rerun ['mlp_500']: not among the configurations this comparison runs")):
         run = subprocess.run([sys.executable, "-m", "mnist_cli", "compare", *extra], cwd=repo, env=stage_env(),
                              capture_output=True, text=True, timeout=120)
         assert run.returncode == 1 and message in run.stderr, run.stderr
