@@ -43,6 +43,21 @@ from mnist_pipeline.orchestration import (
 ROOT = Path(__file__).resolve().parents[1]
 
 
+# what a sweep's child runs: the model, its metrics and its report; the demo runs once, in the sweep's shared step
+CHILD_TARGETS = ("report",)
+
+
+def thread_env(threads: int | None) -> dict[str, str]:
+    """Environment that holds a run's stages to `threads` threads: TensorFlow's intra- and inter-op pools
+    (oneDNN's kernels run in them) and the OpenMP/BLAS pools numpy may use. None: nothing set, so
+    TensorFlow takes every core. Training is deterministic (op determinism on) and gives the same metrics
+    with 1 or 2 threads on this machine's dense and convolutional models (docs/benchmarks.md)."""
+    if threads is None:
+        return {}
+    return {name: str(threads) for name in ("TF_NUM_INTRAOP_THREADS", "TF_NUM_INTEROP_THREADS", "OMP_NUM_THREADS",
+                                            "OPENBLAS_NUM_THREADS", "MKL_NUM_THREADS")}
+
+
 # where `dvc repro` starts a stage: it runs it, finds it up to date, or restores it from the run-cache
 MARKER = re.compile(r"^(?:Running stage '(?P<ran>[\w-]+)'|Stage '(?P<kept>[\w-]+)' (?:didn't change|is cached))")
 
@@ -52,8 +67,9 @@ class Repro:
     printed and cut where DVC starts each stage, so that each stage is its own Prefect task with its own live
     log. One DVC process instead of one per stage saves DVC's start-up (about 0.6 s) per stage."""
 
-    def __init__(self, folder: str, *targets: str) -> None:
-        env = {**os.environ, "PYTHONUNBUFFERED": "1"}  # the stages' prints arrive line by line, not at their end
+    def __init__(self, folder: str, *targets: str, threads: int | None = None) -> None:
+        # the stages' prints arrive line by line, not at their end
+        env = {**os.environ, "PYTHONUNBUFFERED": "1", **thread_env(threads)}
         self.process = subprocess.Popen(["dvc", "repro", *targets], cwd=folder, env=env, text=True,
                                         stdout=subprocess.PIPE, stderr=subprocess.STDOUT)
         self.lines = (line.rstrip() for line in self.process.stdout or [] if line.strip())
@@ -109,9 +125,10 @@ def repro_stage(repro: Repro, stage: str) -> bool:
     return ran
 
 
-def run_stages(folder: str, *targets: str) -> list[str]:
-    """`dvc repro [targets]` in the workspace, each stage as a task in DVC's order; the stages that ran."""
-    repro, ran = Repro(folder, *targets), []
+def run_stages(folder: str, *targets: str, threads: int | None = None) -> list[str]:
+    """`dvc repro [targets]` in the workspace, each stage as a task in DVC's order; the stages that ran.
+    `threads`: see `thread_env`."""
+    repro, ran = Repro(folder, *targets, threads=threads), []
     while (stage := repro.next_stage()) is not None:
         if repro_stage.with_options(name=stage)(repro, stage):
             ran.append(stage)
@@ -194,22 +211,26 @@ def train_mnist(dataset: str | None = None, model: str | None = None, epochs: in
 @flow(name="train-mnist-child", flow_run_name=run_name, log_prints=True)
 def train_child(model: str, variant_of: str | None = None, model_settings: dict[str, Any] | None = None,
                 start_lock: str | None = None, dataset: str | None = None, epochs: int | None = None,
-                max_train_images: int | None = None, seed: int | None = None) -> dict[str, Any]:
+                max_train_images: int | None = None, seed: int | None = None,
+                threads: int | None = None) -> dict[str, Any]:
     """A sweep's child run: catalogue entry `model`, or with `variant_of` the new entry `model` made of that
-    one with `model_settings` changed; it starts from the sweep's `start_lock` (its shared preprocessing).
+    one with `model_settings` changed; it starts from the sweep's `start_lock` (its shared preprocessing),
+    runs the stages up to its report (`CHILD_TARGETS`) with `threads` threads (`thread_env`).
     Internal: the public deployments serve `train_mnist`, which takes user parameters only."""
     overrides = {k: v for k, v in {"dataset": dataset, "model": model, "epochs": epochs,
                                    "max_train_images": max_train_images, "seed": seed}.items() if v is not None}
-    return run_pipeline(overrides, model_settings, variant_of, start_lock)
+    return run_pipeline(overrides, model_settings, variant_of, start_lock, CHILD_TARGETS, threads)
 
 
 def run_pipeline(overrides: dict[str, Any], model_settings: dict[str, Any] | None = None,
-                 variant_of: str | None = None, start_lock: str | None = None) -> dict[str, Any]:
-    """Check the run's params, run every stage in a workspace, register the model, publish its report.
+                 variant_of: str | None = None, start_lock: str | None = None, targets: tuple[str, ...] = (),
+                 threads: int | None = None) -> dict[str, Any]:
+    """Check the run's params, run the stages in a workspace, register the model, publish its report.
 
     `model_settings` (e.g. {"activation": "relu"}) changes the model's catalogue entry for this run;
     with `variant_of`, the model is a new entry: that one so changed. `start_lock`: a dvc.lock to start
-    from instead of the committed one (see `workspace`).
+    from instead of the committed one (see `workspace`). `targets`: the stages to reproduce with what they
+    depend on (none: every stage); `threads`: see `thread_env`.
     """
     started_at = datetime.now(timezone.utc).isoformat(timespec="milliseconds")
     params = apply_overrides(committed_params(ROOT), overrides, model_settings, variant_of)
@@ -219,7 +240,7 @@ def run_pipeline(overrides: dict[str, Any], model_settings: dict[str, Any] | Non
         write_params(folder, params)
         print(f"workspace {folder}: {model} on {dataset}, overrides {overrides}"
               + (f", model settings {model_settings}" if model_settings else ""))
-        ran = run_stages(str(folder))
+        ran = run_stages(str(folder), *targets, threads=threads)
         version = register_model(str(folder), str(ROOT), started_at)
         publish(version, dataset, model, inline_images(Layout.from_params(params, folder).report))
     verdict = "blessed, now champion" if version["blessed"] else "not blessed"

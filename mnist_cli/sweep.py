@@ -35,6 +35,9 @@ def sweep(
     seed: int = typer.Option(None, help="training seed for every configuration"),
     workers: int = typer.Option(2, help="LocalCluster worker processes; 0 runs the configurations one after another"),
     address: str = typer.Option(None, help="an existing Dask scheduler, e.g. tcp://10.0.0.5:8786"),
+    threads: int = typer.Option(None, help="threads for each configuration's TensorFlow (default: on a "
+                                           "LocalCluster the cores divided by --workers, else every core); "
+                                           "convolutional models may differ in the last digits between counts"),
 ) -> None:
     """Run the sweep flow and write its leaderboard (<reports>/<dataset>/sweeps/NAME/leaderboard.md)."""
     from prefect.settings import PREFECT_API_URL
@@ -43,6 +46,8 @@ def sweep(
     try:
         parsed = {**(LEE_GRID if lee else {}), **parse_grid(grid)}
         check_sweep(parsed, name)
+        if threads is not None and threads < 1:
+            raise ValueError(f"--threads must be at least 1, not {threads}")
         configurations(yaml.safe_load(PARAMS_FILE.read_text())["models"], chosen, parsed, base, name)
         problem = api_error(PREFECT_API_URL.value())
         if problem:
@@ -53,7 +58,8 @@ def sweep(
     from flows.sweep import sweep as sweep_flow
 
     result = sweep_flow(dataset=dataset, models=chosen, grid=parsed, base=base, name=name, epochs=epochs,
-                        max_train_images=max_train_images, seed=seed, workers=workers, address=address)
+                        max_train_images=max_train_images, seed=seed, workers=workers, address=address,
+                        threads=threads)
     typer.echo(f"leaderboard: {result['leaderboard']}")
     if any("failed" in r for r in result["results"]):
         raise typer.Exit(1)

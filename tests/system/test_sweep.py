@@ -9,6 +9,7 @@ from pathlib import Path
 
 import pytest
 
+from flows.sweep import child_threads
 from tests.harness import ROOT, prefect, versions
 
 SMALL = {"dataset": "mnist", "epochs": 1, "max_train_images": 500}
@@ -30,7 +31,9 @@ def test_sweep_on_a_local_cluster_matches_one_after_another_and_a_failure_fails_
     run = prefect(prefect_env, "deployment", "run", "sweep/lee-grid", *args, "--watch", cwd=served)
     assert run.returncode == 0, run.stdout[-3000:] + run.stderr[-3000:]
     parallel = sweep_json(served, "par")
-    assert parallel["how"] == "on a Dask LocalCluster of 2 workers"
+    threads = child_threads(2, None)  # each child's share of this machine's cores
+    assert parallel["how"] == f"on a Dask LocalCluster of 2 workers, {threads} thread{'s' * (threads > 1)} per child"
+    assert parallel["common"]["threads"] == threads
     by_label = {r["label"]: r for r in parallel["results"]}
     assert list(by_label) == ["deep_relu", "lee_ce_relu--par-lr0p001", "lee_ce_relu--par-lr-1p0"]
     broken = by_label["lee_ce_relu--par-lr-1p0"]
@@ -39,15 +42,18 @@ def test_sweep_on_a_local_cluster_matches_one_after_another_and_a_failure_fails_
     good = [by_label["deep_relu"], by_label["lee_ce_relu--par-lr0p001"]]
     for result in good:
         assert result["version"].endswith("@v1") and 0.1 < result["metrics"]["accuracy"] <= 1
-        # shared preprocessing: fetch and validate never ran in a child; training did
-        assert "fetch" not in result["stages_run"] and "validate" not in result["stages_run"]
+        # shared preprocessing: fetch, validate and the demo never ran in a child; training did
+        assert not {"fetch", "validate", "demo"} & set(result["stages_run"])
         assert "train" in result["stages_run"]
     assert versions(served, "deep_relu") == ["v1"]
+    refs = subprocess.run(["git", "for-each-ref", "--format=%(refname)", "refs/exps"], cwd=served,
+                          capture_output=True, text=True).stdout
+    assert all(result["experiment"] in refs for result in good)  # each child is a DVC experiment, demo included
     record = json.loads((served / "registry/lee_ce_relu--par-lr0p001/v1/record.json").read_text())
     assert record["model_spec"]["learning_rate"] == 0.001 and record["model_spec"]["activation"] == "relu"
     board = (served / "reports/mnist/sweeps/par/leaderboard.md").read_text()
     assert "failed" in board and "learning\\_rate" in board
-    assert "fetch 0 time(s), validate 0 time(s) in the children" in board
+    assert "fetch 0 time(s), validate 0 time(s), demo 0 time(s) in the children" in board
     assert (served / "reports/mnist/sweeps/par/leaderboard.png").stat().st_size > 1000
     assert not list((served / ".dvc/tmp/sweeps").glob("*.dvc.lock"))  # the shared lock file is gone
 
