@@ -30,6 +30,9 @@ class Augmentation(Section):
     shift: float = Field(default=0.0, ge=0, lt=1)  # up to this fraction of the height and of the width
     rotation: float = Field(default=0.0, ge=0, le=0.5)  # up to this fraction of a full turn, either way
     zoom: float = Field(default=0.0, ge=0, lt=1)  # in or out by up to this fraction
+    # a random offset of 0 to this fraction of the [0, 1] value range added to every pixel (then clipped): grey
+    # paper or dim light, which in MNIST's inverted scale (ink 1, paper 0) raises the background
+    brightness: float = Field(default=0.0, ge=0, le=1)
 
 
 class ModelSpec(Section):
@@ -72,6 +75,9 @@ class ModelSpec(Section):
     schedule: Literal["constant", "cosine"] = "constant"
     warmup_epochs: int = Field(default=0, ge=0)
     stop_at_loss: float | None = None  # the tutorial's threshold stop: end training when loss < this
+    # false: every epoch runs whatever train.early_stopping_patience says: for an entry whose learning-rate
+    # schedule is its stopping rule (stopping early would cut the schedule's low-rate tail)
+    early_stopping: bool = True
     claimed: str = "not stated"
     claimed_accuracy: float | None = None  # in the tutorial's `metric`
     claim_dataset: Literal["mnist", "fashion_mnist"] = "mnist"  # the data the tutorial's number was measured on
@@ -108,6 +114,10 @@ class ModelSpec(Section):
     @property
     def sparse_labels(self) -> bool:
         return self.loss == "sparse_categorical_crossentropy"
+
+    def patience(self, train_patience: int) -> int:
+        """The early-stopping patience this entry trains with: train.early_stopping_patience, or 0 (off)."""
+        return train_patience if self.early_stopping else 0
 
     @property
     def pool_dropout(self) -> float:

@@ -130,7 +130,8 @@ def diagnose(train_acc: float, val_acc: float, trained: dict[str, Any], params: 
     nothing yet about the model), underfitting (training accuracy below `underfit_train_below`), overfitting
     (training minus validation accuracy above `overfit_gap`; advice beyond the regularisation the run already
     has), fine. One line starting with that word."""
-    spec, patience = ModelSpec.model_validate(trained["spec"]), trained["train_params"]["early_stopping_patience"]
+    spec = ModelSpec.model_validate(trained["spec"])
+    patience = spec.patience(trained["train_params"]["early_stopping_patience"])
     history, epochs = trained["history"], trained["epochs_run"]
     val_loss = history.get("val_loss", [])
     val_top1 = history.get("val_top1") or history.get("val_accuracy")  # top-1 whatever Keras' metric was

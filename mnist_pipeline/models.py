@@ -102,7 +102,7 @@ def augmentation(spec: ModelSpec, seed: int | None) -> list[Any]:
     from keras import layers
 
     amounts, fill = spec.augment, {"fill_mode": "constant", "fill_value": 0.0}
-    seeds = [None if seed is None else seed + i for i in range(3)]
+    seeds = [None if seed is None else seed + i for i in range(4)]
     stack: list[Any] = []
     if amounts and amounts.shift:
         stack.append(layers.RandomTranslation(amounts.shift, amounts.shift, seed=seeds[0], **fill))
@@ -110,6 +110,8 @@ def augmentation(spec: ModelSpec, seed: int | None) -> list[Any]:
         stack.append(layers.RandomRotation(amounts.rotation, seed=seeds[1], **fill))
     if amounts and amounts.zoom:
         stack.append(layers.RandomZoom(amounts.zoom, seed=seeds[2], **fill))
+    if amounts and amounts.brightness:  # last: the layers above fill what they uncover with the paper's 0
+        stack.append(layers.RandomBrightness((0.0, amounts.brightness), value_range=(0.0, 1.0), seed=seeds[3]))
     return stack
 
 

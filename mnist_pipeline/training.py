@@ -91,7 +91,8 @@ def run_key(settings: list[Any], data: dict[str, np.ndarray]) -> str:
 
 
 def callbacks(spec: ModelSpec, patience: int, backup_dir: Path, live_dir: Path, resuming: bool) -> list[Any]:
-    """Backup-and-restore, the epoch log, early stopping, threshold stop, dvclive."""
+    """Backup-and-restore, the epoch log, early stopping (`patience`: train.early_stopping_patience, unless
+    the entry turns early stopping off), threshold stop, dvclive."""
     from dvclive.keras import DVCLiveCallback
 
     from dvclive import Live
@@ -99,6 +100,7 @@ def callbacks(spec: ModelSpec, patience: int, backup_dir: Path, live_dir: Path, 
     # the epoch log first: it is never older than the backup, so a resumed run's history has no gap
     stack: list[Any] = [EpochLog(epoch_log_path(backup_dir)),
                         keras.callbacks.BackupAndRestore(str(backup_dir), save_freq="epoch", delete_checkpoint=True)]
+    patience = spec.patience(patience)
     if patience:
         stack.append(keras.callbacks.EarlyStopping(monitor="val_loss", patience=patience, restore_best_weights=True))
     if spec.stop_at_loss is not None:

@@ -222,7 +222,8 @@ def render_catalogue(data: dict[str, Any], claims: Claims, underfit_below: float
         f"split stays fixed) as a `dvc exp run`; the seed-{reference} run's report is linked. Accuracies are top-1 on "
         f"the {data.get('test_images', 0):,} test images with their 95% Wilson interval; a difference is a finding "
         "only when a paired test over the seeds says so. Every entry keeps our recipe's early stopping (patience 3, "
-        "the lowest validation loss's weights) unless its row says otherwise; the Fashion-MNIST tutorial's own "
+        "the lowest validation loss's weights) unless its row says otherwise; the modern entries (`early_stopping: "
+        "false`) train every epoch, their learning-rate schedule ending the run; the Fashion-MNIST tutorial's own "
         "recipe runs as `fashion_mlp_128-tutorial`."
         + (f" Overrides for every run: {md_escape(', '.join(f'{k}={v}' for k, v in data['overrides'].items()))}."
            if data.get("overrides") else ""), "",

@@ -205,23 +205,49 @@ def test_tutorial_entries_build_as_before(name: str):
 
 
 def test_modern_cnn_builds_from_its_entry():
-    """Augmentation, two 'same'-padded blocks of conv -> batch norm -> relu, the head; AdamW on a cosine schedule."""
+    """Augmentation, two 'same'-padded blocks of conv -> relu, the head; AdamW on a cosine schedule; and with
+    batch_norm (the ablation's modern_cnn-bn) conv without bias -> batch norm -> relu."""
     import keras
 
     spec = model_spec(MODELS, "modern_cnn")
     model = build_model(spec, (28, 28, 1), steps_per_epoch=29, seed=0)
-    block = "Conv2D BatchNormalization Activation " * 2 + "MaxPooling2D Dropout "
+    block = "Conv2D " * 2 + "MaxPooling2D Dropout "
     assert " ".join(type(layer).__name__ for layer in model.layers) == (
-        "RandomTranslation RandomRotation RandomZoom " + block * 2 + "Flatten Dense Dropout Dense")
+        "RandomTranslation RandomRotation RandomZoom RandomBrightness " + block * 2 + "Flatten Dense Dropout Dense")
     pools = [layer.output.shape[1:] for layer in model.layers if type(layer).__name__ == "MaxPooling2D"]
     assert pools == [(14, 14, 32), (7, 7, 64)]
     convs = [layer for layer in model.layers if type(layer).__name__ == "Conv2D"]
-    assert [(c.filters, c.padding, c.use_bias) for c in convs] == [(32, "same", False), (32, "same", False),
-                                                                  (64, "same", False), (64, "same", False)]
-    assert {layer.momentum for layer in model.layers if type(layer).__name__ == "BatchNormalization"} == {0.9}
-    assert [layer.rate for layer in model.layers if type(layer).__name__ == "Dropout"] == [0.25, 0.25, 0.5]
+    assert [(c.filters, c.padding, c.use_bias) for c in convs] == [(32, "same", True), (32, "same", True),
+                                                                  (64, "same", True), (64, "same", True)]
+    assert [layer.rate for layer in model.layers if type(layer).__name__ == "Dropout"] == [0.1, 0.1, 0.3]
     assert isinstance(model.optimizer, keras.optimizers.AdamW) and model.optimizer.weight_decay == 0.01
     assert model.optimizer.get_config()["learning_rate"]["class_name"] == "CosineDecay"
+    assert spec.patience(3) == 0  # the schedule ends the run, not early stopping
+
+    normalised = build_model(spec.model_copy(update={"batch_norm": True}), (28, 28, 1), steps_per_epoch=29, seed=0)
+    block = "Conv2D BatchNormalization Activation " * 2 + "MaxPooling2D Dropout "
+    names = " ".join(type(layer).__name__ for layer in normalised.layers[4:])
+    assert names == block * 2 + "Flatten Dense Dropout Dense"
+    assert {layer.momentum for layer in normalised.layers if type(layer).__name__ == "BatchNormalization"} == {0.9}
+    assert not any(layer.use_bias for layer in normalised.layers if type(layer).__name__ == "Conv2D")
+
+
+def test_brightness_raises_the_background_only_in_training():
+    """`augment.brightness` adds one random offset in [0, brightness] to every pixel of an image (clipped to
+    [0, 1]): paper 0 becomes grey, ink stays at most 1."""
+    import keras
+
+    from mnist_pipeline.catalogue import Augmentation
+
+    spec = model_spec(MODELS, "modern_cnn").model_copy(update={"augment": Augmentation(brightness=0.5)})
+    layer = keras.Sequential([keras.Input(shape=(28, 28, 1)), *augmentation(spec, seed=0)])
+    x = np.zeros((256, 28, 28, 1), np.float32)
+    x[:, 10:18, 10:18] = 1.0
+    out = keras.ops.convert_to_numpy(layer(x, training=True))
+    background = out[:, 0, 0, 0]
+    assert np.allclose(out[:, :5, :5, 0], background[:, None, None])  # one offset per image
+    assert 0 <= background.min() < 0.05 and 0.45 < background.max() <= 0.5 and np.all(out[:, 12, 12, 0] == 1.0)
+    assert np.array_equal(keras.ops.convert_to_numpy(layer(x, training=False)), x)
 
 
 def test_augmentation_only_in_training(small_raw):

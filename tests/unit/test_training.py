@@ -81,3 +81,20 @@ def test_resumed_fit_continues_the_schedule(image_slice, tmp_path: Path):
     assert float(model.optimizer.learning_rate) == pytest.approx(0.0, abs=1e-9)
     assert len(history["loss"]) == 2  # the epoch before the kill and the one after the resume
     assert not backup.exists()  # the finished fit deleted its checkpoint
+
+
+def test_an_entry_without_early_stopping_trains_every_epoch(image_slice, tmp_path: Path):
+    """train.early_stopping_patience applies to every entry but one that turns it off (its schedule ends
+    the run): with a learning rate that cannot improve the validation loss, patience 1 stops the default
+    entry after 2 epochs and the same entry with early_stopping false runs all 4."""
+    from mnist_pipeline.training import callbacks, choose_strategy, fit
+
+    strategy, _ = choose_strategy(distribute="none")
+    ran = {}
+    for stops in (True, False):
+        spec = ModelSpec(kind="cnn", loss="categorical_crossentropy", hidden=[8], conv_filters=[4, 4], epochs=4,
+                         learning_rate=1e-12, early_stopping=stops)
+        backup, live = tmp_path / f"backup-{stops}", tmp_path / f"live-{stops}"
+        _, history = fit(spec, image_slice, callbacks(spec, 1, backup, live, False), 0, strategy)
+        ran[stops] = len(history["loss"])
+    assert ran == {True: 2, False: 4}

@@ -1,0 +1,108 @@
+"""Benchmark the modern entry against its goals (issue 17): accuracy, and training time on full Fashion-MNIST.
+
+Run from the repository root (with .venv active):
+
+    python -m benchmarks.bench_modern [--model modern_cnn] [--datasets fashion_mnist,mnist] [--seeds 42]
+
+For each dataset, a fresh temporary git clone of this project and `dvc repro` of the entry as params declares
+it (the pipeline's own stages: the offline data, prepare, train, evaluate), once per seed (`train.seed`; the
+validation split stays fixed, so prepare runs once). It prints each run's test accuracy with its 95% Wilson
+interval, the training seconds (the fit alone, what the train stage records) and the epochs run, then each goal:
+
+    full Fashion-MNIST:  test accuracy >= 0.93 with training <= 300 s
+    the offline MNIST sample (3,600 training images):  test accuracy >= 0.985
+
+A goal is met when every seed meets it. Training time depends on what else the two cores are doing: run it on
+a quiet machine (the load average before and after is printed).
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import math
+import os
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+import yaml
+
+from tests.harness import make_repo, stage_env
+
+GOALS = {"fashion_mnist": {"accuracy": 0.93, "train_seconds": 300.0}, "mnist": {"accuracy": 0.985}}
+
+
+def wilson(correct: int, total: int) -> tuple[float, float]:
+    """The 95% Wilson interval of a proportion (what the reports show)."""
+    z, p = 1.959964, correct / total
+    centre, half = p + z * z / (2 * total), z * math.sqrt(p * (1 - p) / total + z * z / (4 * total * total))
+    return (centre - half) / (1 + z * z / total), (centre + half) / (1 + z * z / total)
+
+
+def run(repo: Path, model: str, dataset: str, seed: int) -> dict:
+    params = yaml.safe_load((repo / "params.yaml").read_text())
+    params["train"].update({"model": model, "seed": seed})
+    params["data"]["dataset"] = dataset
+    (repo / "params.yaml").write_text(yaml.safe_dump(params, sort_keys=False))
+    started = time.perf_counter()
+    done = subprocess.run(["dvc", "repro"], cwd=repo, capture_output=True, text=True, env=stage_env())
+    if done.returncode:
+        sys.exit(f"dvc repro failed ({dataset}, seed {seed}):\n{(done.stdout + done.stderr)[-3000:]}")
+    metrics = json.loads((repo / "evaluation" / "metrics.json").read_text())
+    trained = json.loads((repo / "model" / "train.json").read_text())
+    total = json.loads((repo / "data" / "prepared" / "prepare.json").read_text())["counts"]["test"]
+    return {"dataset": dataset, "seed": seed, "accuracy": metrics["accuracy"], "test_images": total,
+            "ci95": wilson(round(metrics["accuracy"] * total), total), "train_seconds": metrics["train_seconds"],
+            "epochs": trained["epochs_run"], "stopped_by": trained["stopped_by"],
+            "repro_seconds": round(time.perf_counter() - started, 1)}
+
+
+def verdict(dataset: str, rows: list[dict]) -> str:
+    goal = GOALS[dataset]
+    worst_acc = min(r["accuracy"] for r in rows)
+    slowest = max(r["train_seconds"] for r in rows)
+    parts = [f"accuracy >= {goal['accuracy']}: {'met' if worst_acc >= goal['accuracy'] else 'NOT met'} "
+             f"(lowest {worst_acc:.4f}, mean {sum(r['accuracy'] for r in rows) / len(rows):.4f})"]
+    if "train_seconds" in goal:
+        parts.append(f"training <= {goal['train_seconds']:.0f} s: "
+                     f"{'met' if slowest <= goal['train_seconds'] else 'NOT met'} (slowest {slowest:.1f} s)")
+    return "; ".join(parts)
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--model", default="modern_cnn", help="catalogue entry (params.yaml models)")
+    parser.add_argument("--datasets", default="fashion_mnist,mnist", help="comma-separated: fashion_mnist, mnist")
+    parser.add_argument("--seeds", default="42", help="comma-separated train.seed values")
+    parser.add_argument("--json", type=Path, help="also write the rows here")
+    args = parser.parse_args()
+    datasets, seeds = args.datasets.split(","), [int(s) for s in args.seeds.split(",")]
+    unknown = sorted(set(datasets) - set(GOALS))
+    if unknown:
+        sys.exit(f"bench_modern: unknown datasets {unknown}; one of: {', '.join(GOALS)}")
+    print(f"command: python -m benchmarks.bench_modern --model {args.model} --datasets {args.datasets} "
+          f"--seeds {args.seeds}")
+    print(f"machine: {os.cpu_count()} cores; load average before: {os.getloadavg()[0]:.2f}", flush=True)
+    rows: list[dict] = []
+    for dataset in datasets:
+        with tempfile.TemporaryDirectory() as folder:
+            repo = make_repo(Path(folder))
+            for seed in seeds:
+                row = run(repo, args.model, dataset, seed)
+                rows.append(row)
+                low, high = row["ci95"]
+                print(f"{dataset:>13} seed {seed}: accuracy {row['accuracy']:.4f} ({low:.4f}-{high:.4f} on "
+                      f"{row['test_images']:,} test images), training {row['train_seconds']:.1f} s, "
+                      f"{row['epochs']} epochs ({row['stopped_by']}); dvc repro {row['repro_seconds']} s", flush=True)
+    print(f"load average after: {os.getloadavg()[0]:.2f}")
+    for dataset in datasets:
+        print(f"goal, {dataset} ({args.model}): {verdict(dataset, [r for r in rows if r['dataset'] == dataset])}")
+    if args.json:
+        args.json.write_text(json.dumps(rows, indent=2))
+
+
+if __name__ == "__main__":
+    main()
