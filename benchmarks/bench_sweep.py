@@ -58,6 +58,8 @@ def start_server(home: Path) -> tuple[subprocess.Popen, dict[str, str]]:
 def run_sweep(repo: Path, env: dict[str, str], name: str, workers: int, args: argparse.Namespace) -> dict:
     command = [sys.executable, "-m", "mnist_cli", "sweep", "--lee", "--name", name, "--workers", str(workers),
                "--epochs", str(args.epochs), "--max-train-images", str(args.max_train_images), "--seed", "7"]
+    if workers and args.threads:
+        command += ["--threads", str(args.threads)]
     print(f"running: {' '.join(command[1:])}", flush=True)
     started = time.perf_counter()
     done = subprocess.run(command, cwd=repo, env=env, capture_output=True, text=True)
@@ -80,6 +82,8 @@ def main() -> None:
     parser.add_argument("--workers", type=int, default=2, help="LocalCluster worker processes for the parallel run")
     parser.add_argument("--epochs", type=int, default=2)
     parser.add_argument("--max-train-images", type=int, default=2000)
+    parser.add_argument("--threads", type=int, default=None,
+                        help="threads per child in the parallel run (default: the sweep's, cores / workers)")
     args = parser.parse_args()
     print(f"command: python -m benchmarks.bench_sweep {' '.join(sys.argv[1:])}".rstrip())
     print(f"machine: {os.cpu_count()} cores; offline MNIST sample; Lee grid (8 configurations), "
