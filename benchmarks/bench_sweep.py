@@ -22,6 +22,7 @@ import argparse
 import json
 import math
 import os
+import resource
 import subprocess
 import sys
 import tempfile
@@ -31,6 +32,7 @@ from pathlib import Path
 
 ROOT = Path(__file__).resolve().parents[1]
 
+import psutil  # noqa: E402
 import yaml  # noqa: E402
 
 from mnist_pipeline.layout import Layout  # noqa: E402
@@ -55,20 +57,55 @@ def start_server(home: Path) -> tuple[subprocess.Popen, dict[str, str]]:
     raise SystemExit("prefect server did not answer within 120 s")
 
 
-def run_sweep(repo: Path, env: dict[str, str], name: str, workers: int, args: argparse.Namespace) -> dict:
+def spin(_: int = 0) -> float:
+    """Seconds of a fixed single-threaded Python loop."""
+    started, total = time.perf_counter(), 0
+    for i in range(20_000_000):
+        total += i
+    return time.perf_counter() - started
+
+
+def two_at_once() -> float:
+    """How much slower each of two single-threaded processes runs when both run at once than one alone: the
+    floor of s(2) on this machine, whatever the sweep does."""
+    from concurrent.futures import ProcessPoolExecutor
+
+    with ProcessPoolExecutor(2) as pool:
+        alone = min(pool.submit(spin).result() for _ in range(2))
+        together = max(pool.map(spin, range(2)))
+    return together / alone
+
+
+def cpu_seconds(process: psutil.Process) -> float:
+    """CPU seconds (user + system) of a live process and its live descendants."""
+    total = 0.0
+    for each in [process, *process.children(recursive=True)]:
+        try:
+            times = each.cpu_times()
+        except psutil.NoSuchProcess:
+            continue
+        total += times.user + times.system
+    return total
+
+
+def run_sweep(repo: Path, env: dict[str, str], name: str, workers: int, args: argparse.Namespace,
+              server: psutil.Process) -> dict:
     command = [sys.executable, "-m", "mnist_cli", "sweep", "--lee", "--name", name, "--workers", str(workers),
                "--epochs", str(args.epochs), "--max-train-images", str(args.max_train_images), "--seed", "7"]
     if workers and args.threads:
         command += ["--threads", str(args.threads)]
     print(f"running: {' '.join(command[1:])}", flush=True)
+    server_before, children_before = cpu_seconds(server), resource.getrusage(resource.RUSAGE_CHILDREN)
     started = time.perf_counter()
     done = subprocess.run(command, cwd=repo, env=env, capture_output=True, text=True)
     wall = time.perf_counter() - started
+    children = resource.getrusage(resource.RUSAGE_CHILDREN)  # the sweep and every process under it, waited for
+    own = (children.ru_utime + children.ru_stime) - (children_before.ru_utime + children_before.ru_stime)
     if done.returncode != 0:
         raise SystemExit(f"sweep {name} failed:\n{done.stdout[-2000:]}\n{done.stderr[-2000:]}")
     layout = Layout.from_params(yaml.safe_load((repo / "params.yaml").read_text()), repo)
     summary = json.loads((layout.sweep_dir("mnist", name) / "sweep.json").read_text())
-    summary["wall"] = wall
+    summary["wall"], summary["cpu"], summary["server_cpu"] = wall, own, cpu_seconds(server) - server_before
     return summary
 
 
@@ -99,8 +136,8 @@ def main() -> None:
                                   text=True)
             if warm.returncode != 0:
                 raise SystemExit(f"dvc repro validate demo failed:\n{warm.stdout[-2000:]}")
-            sequential = run_sweep(repo, env, "seq", 0, args)
-            parallel = run_sweep(repo, env, "par", args.workers, args)
+            sequential = run_sweep(repo, env, "seq", 0, args, psutil.Process(server.pid))
+            parallel = run_sweep(repo, env, "par", args.workers, args, psutil.Process(server.pid))
         finally:
             os.killpg(server.pid, 15)
             server.wait()
@@ -122,6 +159,10 @@ def main() -> None:
     print(f"same metrics both ways (but train time): {same}")
     print(f"scaling model: T_shared {shared:.1f} s, t_config {t_config:.1f} s, s({args.workers}) {slowdown:.2f}; "
           f"predicted T({args.workers}) {predicted:.1f} s vs measured {parallel['wall']:.1f} s")
+    for name, run in (("sequential", sequential), ("parallel", parallel)):
+        print(f"CPU seconds, {name}: the sweep's processes {run['cpu']:.1f}, the Prefect server "
+              f"{run['server_cpu']:.1f}; cores busy on average {(run['cpu'] + run['server_cpu']) / run['wall']:.2f}")
+    print(f"two single-threaded processes at once, each slower than one alone by: {two_at_once():.2f}x")
     print(f"load average after: {os.getloadavg()[0]:.2f} (1 min), {os.getloadavg()[1]:.2f} (5 min)")
 
 
