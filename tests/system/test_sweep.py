@@ -76,6 +76,7 @@ def test_sweep_on_a_local_cluster_matches_one_after_another_and_a_failure_fails_
     (["--models", "resnet"], "unknown catalogue models ['resnet']"),
     ([], "nothing to sweep: give --models and/or --grid"),
     (["--grid", "activation=relu", "--name", "../x"], "is not a slug"),
+    (["--grid", "activation=relu", "--threads", "0"], "--threads must be at least 1, not 0"),
 ])
 def test_bad_sweeps_are_refused_before_anything_runs(tmp_path: Path, args: list[str], message: str):
     root = ROOT
