@@ -3,6 +3,7 @@
 Run from the repository root (with .venv active):
 
     python -m benchmarks.bench_modern [--model modern_cnn] [--datasets fashion_mnist,mnist] [--seeds 42]
+                                      [--set models.modern_cnn.augment=null ...]
 
 For each dataset, a fresh temporary git clone of this project and `dvc repro` of the entry as params declares
 it (the pipeline's own stages: the offline data, prepare, train, evaluate), once per seed (`train.seed`; the
@@ -42,10 +43,22 @@ def wilson(correct: int, total: int) -> tuple[float, float]:
     return (centre - half) / (1 + z * z / total), (centre + half) / (1 + z * z / total)
 
 
-def run(repo: Path, model: str, dataset: str, seed: int) -> dict:
+def apply(params: dict, settings: list[str]) -> None:
+    """KEY=VALUE with a dotted key (`models.modern_cnn.epochs=10`), the value read as YAML, as `dvc exp run -S`."""
+    for item in settings:
+        key, _, value = item.partition("=")
+        *path, last = key.split(".")
+        section = params
+        for part in path:
+            section = section[part]
+        section[last] = yaml.safe_load(value)
+
+
+def run(repo: Path, model: str, dataset: str, seed: int, settings: list[str]) -> dict:
     params = yaml.safe_load((repo / "params.yaml").read_text())
     params["train"].update({"model": model, "seed": seed})
     params["data"]["dataset"] = dataset
+    apply(params, settings)
     (repo / "params.yaml").write_text(yaml.safe_dump(params, sort_keys=False))
     started = time.perf_counter()
     done = subprocess.run(["dvc", "repro"], cwd=repo, capture_output=True, text=True, env=stage_env())
@@ -77,21 +90,26 @@ def main() -> None:
     parser.add_argument("--model", default="modern_cnn", help="catalogue entry (params.yaml models)")
     parser.add_argument("--datasets", default="fashion_mnist,mnist", help="comma-separated: fashion_mnist, mnist")
     parser.add_argument("--seeds", default="42", help="comma-separated train.seed values")
+    parser.add_argument("--set", action="append", default=[], metavar="KEY=VALUE",
+                        help="a params change for every run, as dvc exp run -S (repeatable)")
     parser.add_argument("--json", type=Path, help="also write the rows here")
     args = parser.parse_args()
     datasets, seeds = args.datasets.split(","), [int(s) for s in args.seeds.split(",")]
     unknown = sorted(set(datasets) - set(GOALS))
     if unknown:
         sys.exit(f"bench_modern: unknown datasets {unknown}; one of: {', '.join(GOALS)}")
+    if any("=" not in item for item in args.set):
+        sys.exit("bench_modern: --set needs KEY=VALUE")
+    shown = "".join(f" --set {item}" for item in args.set)
     print(f"command: python -m benchmarks.bench_modern --model {args.model} --datasets {args.datasets} "
-          f"--seeds {args.seeds}")
+          f"--seeds {args.seeds}{shown}")
     print(f"machine: {os.cpu_count()} cores; load average before: {os.getloadavg()[0]:.2f}", flush=True)
     rows: list[dict] = []
     for dataset in datasets:
         with tempfile.TemporaryDirectory() as folder:
             repo = make_repo(Path(folder))
             for seed in seeds:
-                row = run(repo, args.model, dataset, seed)
+                row = run(repo, args.model, dataset, seed, args.set)
                 rows.append(row)
                 low, high = row["ci95"]
                 print(f"{dataset:>13} seed {seed}: accuracy {row['accuracy']:.4f} ({low:.4f}-{high:.4f} on "
@@ -99,7 +117,8 @@ def main() -> None:
                       f"{row['epochs']} epochs ({row['stopped_by']}); dvc repro {row['repro_seconds']} s", flush=True)
     print(f"load average after: {os.getloadavg()[0]:.2f}")
     for dataset in datasets:
-        print(f"goal, {dataset} ({args.model}): {verdict(dataset, [r for r in rows if r['dataset'] == dataset])}")
+        judged = verdict(dataset, [r for r in rows if r["dataset"] == dataset])
+        print(f"goal, {dataset} ({args.model}{shown}): {judged}")
     if args.json:
         args.json.write_text(json.dumps(rows, indent=2))
 
