@@ -78,7 +78,8 @@ def optimizer_steps(epochs: int, images: int, batch_size: int) -> int:
 
 def regularisation(spec: ModelSpec, patience: int) -> list[str]:
     """What the run already does against overfitting: its dropout layers' rates (in layer order), augmentation,
-    weight decay, label smoothing and early stopping (`patience` epochs on validation loss; 0 is off)."""
+    weight decay, label smoothing and early stopping (`patience` epochs on validation loss, the run's: 0 is off,
+    also for an entry that turns it off, ModelSpec.patience)."""
     rates = ([spec.pool_dropout] if spec.kind == "cnn" and spec.pool_dropout else []) + (
         [spec.dropout] if spec.hidden and spec.dropout else [])
     used = [f"dropout {'/'.join(f'{rate:g}' for rate in dict.fromkeys(rates))}"] if rates else []
@@ -89,8 +90,9 @@ def regularisation(spec: ModelSpec, patience: int) -> list[str]:
 
 
 def augmented(spec: ModelSpec) -> bool:
-    """Whether training sees randomly shifted, rotated or zoomed images."""
-    return spec.augment is not None and bool(spec.augment.shift or spec.augment.rotation or spec.augment.zoom)
+    """Whether training sees randomly shifted, rotated, zoomed or brightened images."""
+    amounts = spec.augment
+    return amounts is not None and bool(amounts.shift or amounts.rotation or amounts.zoom or amounts.brightness)
 
 
 def overfitting_advice(spec: ModelSpec, patience: int) -> str:

@@ -93,13 +93,15 @@ def test_regularisation_names_the_dropout_layers_the_model_has():
     # softmax regression has no hidden layer, so a dropout setting adds no dropout layer
     assert regularisation(model_spec(MODELS, "softmax_regression").model_copy(update={"dropout": 0.5}), 0) == []
     # the modern entry also regularises with augmentation and weight decay: the advice asks for more of them
+    # (its schedule ends the run: no early stopping whatever train.early_stopping_patience says)
     modern = model_spec(MODELS, "modern_cnn")
-    assert regularisation(modern, 3) == ["dropout 0.25/0.5", "augmentation", "weight decay 0.01",
-                                         "early stopping (patience 3)"]
+    assert regularisation(modern, modern.patience(3)) == ["dropout 0.1/0.3", "augmentation", "weight decay 0.01"]
+    assert regularisation(modern.model_copy(update={"early_stopping": True}), 3)[-1] == "early stopping (patience 3)"
     smoothed = modern.model_copy(update={"label_smoothing": 0.1})
     assert regularisation(smoothed, 0)[-1] == "label smoothing 0.1"
-    assert overfitting_advice(modern, 3).endswith("; more data or stronger augmentation, stronger dropout, "
-                                                  "stronger weight decay or a smaller net help")
+    assert overfitting_advice(modern, modern.patience(3)).endswith(
+        "; early stopping, more data or stronger augmentation, stronger dropout, stronger weight decay or a "
+        "smaller net help")
 
 
 def test_fine_when_the_curve_has_settled_and_accuracies_are_close():

@@ -273,7 +273,7 @@ def test_augmentation_only_in_training(small_raw):
 def test_cosine_schedule_counts_the_runs_steps():
     """Linear warmup from 0 over warmup_epochs x steps_per_epoch, then cosine decay to 0 at the last step (or
     the learning rate to the end: schedule constant)."""
-    spec = model_spec(MODELS, "modern_cnn")  # 15 epochs, 1 of warmup, peak 0.003
+    spec = model_spec(MODELS, "modern_cnn").model_copy(update={"epochs": 15})  # 1 epoch of warmup, peak 0.003
     schedule = learning_rate(spec, steps_per_epoch=10)  # 10 warmup steps, 140 decay steps
     rates = [float(schedule(step)) for step in (0, 5, 10, 80, 150, 200)]
     assert rates[:3] == pytest.approx([0.0, 0.0015, 0.003])
