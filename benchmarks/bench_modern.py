@@ -21,7 +21,6 @@ from __future__ import annotations
 
 import argparse
 import json
-import math
 import os
 import subprocess
 import sys
@@ -34,13 +33,6 @@ import yaml
 from tests.harness import make_repo, stage_env
 
 GOALS = {"fashion_mnist": {"accuracy": 0.93, "train_seconds": 300.0}, "mnist": {"accuracy": 0.985}}
-
-
-def wilson(correct: int, total: int) -> tuple[float, float]:
-    """The 95% Wilson interval of a proportion (what the reports show)."""
-    z, p = 1.959964, correct / total
-    centre, half = p + z * z / (2 * total), z * math.sqrt(p * (1 - p) / total + z * z / (4 * total * total))
-    return (centre - half) / (1 + z * z / total), (centre + half) / (1 + z * z / total)
 
 
 def apply(params: dict, settings: list[str]) -> None:
@@ -65,10 +57,10 @@ def run(repo: Path, model: str, dataset: str, seed: int, settings: list[str]) ->
     if done.returncode:
         sys.exit(f"dvc repro failed ({dataset}, seed {seed}):\n{(done.stdout + done.stderr)[-3000:]}")
     metrics = json.loads((repo / "evaluation" / "metrics.json").read_text())
+    test = json.loads((repo / "evaluation" / "evaluation.json").read_text())["intervals"]["test"]  # evaluate's
     trained = json.loads((repo / "model" / "train.json").read_text())
-    total = json.loads((repo / "data" / "prepared" / "prepare.json").read_text())["counts"]["test"]
-    return {"dataset": dataset, "seed": seed, "accuracy": metrics["accuracy"], "test_images": total,
-            "ci95": wilson(round(metrics["accuracy"] * total), total), "train_seconds": metrics["train_seconds"],
+    return {"dataset": dataset, "seed": seed, "accuracy": metrics["accuracy"], "test_images": test["total"],
+            "ci95": test["ci95"], "train_seconds": metrics["train_seconds"],
             "epochs": trained["epochs_run"], "stopped_by": trained["stopped_by"],
             "repro_seconds": round(time.perf_counter() - started, 1)}
 
