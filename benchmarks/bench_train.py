@@ -140,7 +140,7 @@ def main() -> None:
         if label not in CONFIGS:
             parser.error(f"unknown configuration {label!r}; choose from: {', '.join(CONFIGS)}")
         model, overrides = CONFIGS[label]
-        spec = model_spec({model: {**catalogue[model], **overrides}}, model)
+        spec = model_spec({model: {**catalogue[model], **overrides}}, model).on("fashion_mnist")
         goal = GOALS.get(model)
         for _ in range(args.repeat):
             bare_s, bare_acc, bare_fit = bare(spec)

@@ -8,11 +8,11 @@ so any entry (a sweep's grid point written into its run's params, a renamed entr
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import Annotated, Any, Literal
+from typing import Annotated, Any, Literal, get_args
 
 from pydantic import Field, ValidationInfo, field_validator
 
-from mnist_pipeline.config import Section, parse_section
+from mnist_pipeline.config import Dataset, Section, parse_section
 from mnist_pipeline.errors import PipelineError
 
 Kind = Literal["dense", "cnn", "vgg16"]
@@ -69,7 +69,10 @@ class ModelSpec(Section):
     label_smoothing: float = Field(default=0.0, ge=0, lt=1)  # categorical_crossentropy only
     metric: Literal["accuracy", "binary_accuracy"] = "accuracy"  # what the tutorial's Keras reported
     batch_size: int = Field(default=128, ge=1)
-    epochs: int = Field(default=20, ge=1)
+    # one number, or one per dataset ({mnist: 30, fashion_mnist: 7}): the offline MNIST sample has 3,600
+    # training images and full Fashion-MNIST 54,000, so a recipe whose schedule spans the run may need far fewer
+    # epochs on the larger set; the train stage resolves it from the prepared data's dataset (`epochs_on`)
+    epochs: Annotated[int, Field(ge=1)] | dict[Dataset, Annotated[int, Field(ge=1)]] = 20
     # after a linear warmup from 0 over `warmup_epochs` (0: none), `learning_rate` until the end (constant) or
     # a cosine decay from it to 0 at the end of `epochs` (cosine)
     schedule: Literal["constant", "cosine"] = "constant"
@@ -104,12 +107,43 @@ class ModelSpec(Section):
             raise ValueError(f"only for loss categorical_crossentropy (this entry's is {info.data['loss']})")
         return value
 
+    @field_validator("epochs", mode="before")
+    @classmethod
+    def _every_dataset(cls, value: Any) -> Any:
+        """A per-dataset mapping names each dataset once, each with a whole number of epochs (at least 1)."""
+        if not isinstance(value, dict):
+            if isinstance(value, bool) or not isinstance(value, int) or value < 1:
+                raise ValueError(f"must be a whole number of at least 1, or one per dataset ({{mnist: 30, "
+                                 f"fashion_mnist: 7}}), got {value!r}")
+            return value
+        datasets = get_args(Dataset)
+        unknown = [str(d) for d in value if d not in datasets]
+        missing = [d for d in datasets if d not in value]
+        if unknown or missing:
+            raise ValueError(f"per-dataset epochs name each of {', '.join(datasets)}"
+                             + (f"; unknown: {', '.join(unknown)}" if unknown else "")
+                             + (f"; missing: {', '.join(missing)}" if missing else ""))
+        bad = [f"{d}: {n!r}" for d, n in value.items() if isinstance(n, bool) or not isinstance(n, int) or n < 1]
+        if bad:
+            raise ValueError(f"per-dataset epochs must be whole numbers of at least 1 ({', '.join(bad)})")
+        return value
+
     @field_validator("warmup_epochs")
     @classmethod
     def _warmup_within_epochs(cls, value: int, info: ValidationInfo) -> int:
-        if value and value >= info.data.get("epochs", value + 1):
-            raise ValueError(f"must be less than epochs ({info.data['epochs']}): the schedule needs an epoch after it")
+        epochs = info.data.get("epochs", value + 1)
+        shortest = min(epochs.values()) if isinstance(epochs, dict) else epochs
+        if value and value >= shortest:
+            raise ValueError(f"must be less than epochs ({shortest}): the schedule needs an epoch after it")
         return value
+
+    def epochs_on(self, dataset: str) -> int:
+        """The epochs this entry trains for on `dataset` (its one number, or that dataset's)."""
+        return self.epochs[dataset] if isinstance(self.epochs, dict) else self.epochs
+
+    def on(self, dataset: str) -> ModelSpec:
+        """This entry as it trains on `dataset`: per-dataset epochs resolved to that dataset's number."""
+        return self.model_copy(update={"epochs": self.epochs_on(dataset)})
 
     @property
     def sparse_labels(self) -> bool:

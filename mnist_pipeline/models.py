@@ -26,6 +26,9 @@ def learning_rate(spec: ModelSpec, steps_per_epoch: int | None) -> Any:
     if steps_per_epoch is None:
         raise PipelineError(f"schedule {spec.schedule} with warmup_epochs {spec.warmup_epochs} needs the number of "
                             "optimizer steps per epoch to build the model")
+    if isinstance(spec.epochs, dict):
+        raise PipelineError(f"epochs {spec.epochs} are per dataset: build from the entry as it trains on one "
+                            "(ModelSpec.on(dataset))")
     if spec.warmup_epochs >= spec.epochs:
         raise PipelineError(f"warmup_epochs ({spec.warmup_epochs}) must be less than epochs ({spec.epochs}): "
                             "the schedule needs an epoch after the warmup (a shorter run: warmup_epochs 0)")

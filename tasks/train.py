@@ -104,7 +104,9 @@ def main(params: dict[str, Any], layout: Layout) -> None:
 
     from mnist_pipeline import training
 
-    spec = training.effective_spec(model_spec(models, settings.model), {
+    prepared = read_json(layout.prepare_record)
+    # the entry as it trains on this data (per-dataset epochs resolved), then the run's own overrides
+    spec = training.effective_spec(model_spec(models, settings.model).on(prepared["dataset"]), {
         "epochs": settings.epochs, "batch_size": settings.batch_size, "learning_rate": settings.learning_rate})
     tf.config.experimental.enable_op_determinism()
     data = load_training_data(layout, spec, needs, settings)
@@ -122,7 +124,6 @@ def main(params: dict[str, Any], layout: Layout) -> None:
     restored = training.restored_epoch(history, stack)
     x_test, y_test = load_test_data(layout, spec, needs)
     sample = training.sample_rows(len(data["x_train"]), settings.predict_train_images, settings.seed)
-    prepared = read_json(layout.prepare_record)
     distorted, distorted_record = distorted_test_sets(x_test, needs, prepared["normalized"], distortions)
     inputs = {"test": x_test, "val": data["x_val"], "train": data["x_train"][sample], **distorted}
     predictions, keras_test = training.predict_splits(model, spec, inputs, y_test, settings.predict_batch_size)

@@ -48,6 +48,21 @@ def test_same_seed_same_metrics(data_dir: Path, tmp_path: Path, run_stage):
     assert json.loads((tmp_path / "b/evaluation/metrics.json").read_text()) == metrics_b
 
 
+def test_epochs_per_dataset_follow_the_prepared_data(data_dir: Path, tmp_path: Path, run_stage):
+    """An entry with one epoch count per dataset trains the prepared data's (the MNIST sample's here), records
+    that number as its spec, and a run's train.epochs still overrides it."""
+    entry = {"kind": "dense", "loss": "categorical_crossentropy", "hidden": [32],
+             "epochs": {"mnist": 1, "fashion_mnist": 3}}
+    for name, epochs, expected in (("a", None, 1), ("b", 2, 2)):
+        (tmp_path / name).mkdir()
+        folder = workspace(data_dir, tmp_path / name, {
+            "train": {"model": "small", "epochs": epochs, "max_train_images": 500, "early_stopping_patience": 0},
+            "models": {"small": entry}, "distortions": {"apply": []}})
+        run_all(folder, run_stage, ("train",))
+        trained = json.loads((folder / "model/train.json").read_text())
+        assert (trained["dataset"], trained["spec"]["epochs"], trained["epochs_run"]) == ("mnist", expected, expected)
+
+
 @pytest.mark.fault
 def test_killed_training_resumes_from_checkpoint(data_dir: Path, tmp_path: Path, run_stage):
     folder = workspace(data_dir, tmp_path, {"train": {"model": "mlp_500", "epochs": 20,

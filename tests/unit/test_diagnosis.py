@@ -94,7 +94,7 @@ def test_regularisation_names_the_dropout_layers_the_model_has():
     assert regularisation(model_spec(MODELS, "softmax_regression").model_copy(update={"dropout": 0.5}), 0) == []
     # the modern entry also regularises with augmentation and weight decay: the advice asks for more of them
     # (its schedule ends the run: no early stopping whatever train.early_stopping_patience says)
-    modern = model_spec(MODELS, "modern_cnn")
+    modern = model_spec(MODELS, "modern_cnn").on("mnist")
     assert regularisation(modern, modern.patience(3)) == ["dropout 0.1/0.3", "augmentation", "weight decay 0.01"]
     assert regularisation(modern.model_copy(update={"early_stopping": True}), 3)[-1] == "early stopping (patience 3)"
     smoothed = modern.model_copy(update={"label_smoothing": 0.1})

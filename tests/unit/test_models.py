@@ -209,7 +209,7 @@ def test_modern_cnn_builds_from_its_entry():
     batch_norm (the ablation's modern_cnn-bn) conv without bias -> batch norm -> relu."""
     import keras
 
-    spec = model_spec(MODELS, "modern_cnn")
+    spec = model_spec(MODELS, "modern_cnn").on("mnist")
     model = build_model(spec, (28, 28, 1), steps_per_epoch=29, seed=0)
     block = "Conv2D " * 2 + "MaxPooling2D Dropout "
     assert " ".join(type(layer).__name__ for layer in model.layers) == (
@@ -255,7 +255,7 @@ def test_augmentation_only_in_training(small_raw):
     through unchanged, so model(x) is deterministic and equals model.predict (what evaluate and predict use)."""
     import keras
 
-    spec = model_spec(MODELS, "modern_cnn")
+    spec = model_spec(MODELS, "modern_cnn").on("mnist")
     x = (small_raw["x_test"][:64, ..., np.newaxis] / 255).astype(np.float32)  # (64, 28, 28, 1) in [0, 1]
     augment = keras.Sequential([keras.Input(shape=(28, 28, 1)), *augmentation(spec, seed=0)])
     assert np.array_equal(keras.ops.convert_to_numpy(augment(x, training=False)), x)
@@ -310,6 +310,15 @@ def test_cosine_schedule_counts_the_runs_steps():
     ("modern_cnn", {"schedule": "onecycle"}, r"models\.modern_cnn\.schedule: .*'constant' or 'cosine'"),
     ("modern_cnn", {"epochs": 1}, r"models\.modern_cnn\.warmup_epochs: .*less than epochs \(1\)"),
     ("cnn", {"warmup_epochs": 12}, r"models\.cnn\.warmup_epochs: .*less than epochs \(12\)"),
+    ("modern_cnn", {"epochs": {"mnist": 30}}, r"models\.modern_cnn\.epochs: .*name each of mnist, fashion_mnist; "
+                                              r"missing: fashion_mnist"),
+    ("modern_cnn", {"epochs": {"mnist": 30, "fashion_mnist": 7, "kmnist": 5}},
+     r"models\.modern_cnn\.epochs: .*unknown: kmnist"),
+    ("modern_cnn", {"epochs": {"mnist": 30, "fashion_mnist": 0}},
+     r"models\.modern_cnn\.epochs: .*whole numbers of at least 1 \(fashion_mnist: 0\)"),
+    ("cnn", {"epochs": 0}, r"models\.cnn\.epochs: .*whole number of at least 1, or one per dataset .*got 0"),
+    ("modern_cnn", {"epochs": {"mnist": 30, "fashion_mnist": 1}},
+     r"models\.modern_cnn\.warmup_epochs: .*less than epochs \(1\)"),  # the shorter dataset's run counts
     ("modern_cnn", {"warmup_epochs": 1.5}, r"models\.modern_cnn\.warmup_epochs: .*valid integer"),
     ("modern_cnn", {"label_smoothing": 1.0}, r"models\.modern_cnn\.label_smoothing: .*less than 1"),
     ("fashion_mlp_128", {"label_smoothing": 0.1},
@@ -322,6 +331,15 @@ def test_bad_modern_values_are_refused_naming_the_key(name: str, change: dict, n
     assert str(refused.value).count("models.") == 1, str(refused.value)
 
 
+def test_epochs_per_dataset_resolve_to_the_datas_own():
+    """modern_cnn trains 30 epochs on the MNIST sample and 7 on full Fashion-MNIST; one number serves both."""
+    spec = model_spec(MODELS, "modern_cnn")
+    assert spec.epochs == {"mnist": 30, "fashion_mnist": 7}
+    assert (spec.on("mnist").epochs, spec.on("fashion_mnist").epochs) == (30, 7)
+    assert spec.epochs == {"mnist": 30, "fashion_mnist": 7}  # `on` makes a copy: the entry is unchanged
+    assert model_spec(MODELS, "cnn").on("fashion_mnist").epochs == 12
+
+
 def test_too_many_conv_blocks_is_named():
     spec = model_spec({"deep": {**MODELS["modern_cnn"], "conv_blocks": [[8]] * 5}}, "deep")
     with pytest.raises(PipelineError, match=r"conv_blocks: 5 blocks halve \(28, 28\) images to nothing"):
@@ -332,8 +350,8 @@ def test_label_smoothing_smooths_the_training_loss_only():
     """label_smoothing compiles Keras' categorical cross-entropy with smoothed targets; none keeps the loss's name."""
     import keras
 
-    spec = model_spec({"m": {**MODELS["modern_cnn"], "label_smoothing": 0.1}}, "m")
+    spec = model_spec({"m": {**MODELS["modern_cnn"], "label_smoothing": 0.1}}, "m").on("mnist")
     model = build_model(spec, (28, 28, 1), steps_per_epoch=1)
     assert isinstance(model.loss, keras.losses.CategoricalCrossentropy) and model.loss.label_smoothing == 0.1
-    unsmoothed = build_model(model_spec(MODELS, "modern_cnn"), (28, 28, 1), steps_per_epoch=1)
+    unsmoothed = build_model(model_spec(MODELS, "modern_cnn").on("mnist"), (28, 28, 1), steps_per_epoch=1)
     assert unsmoothed.loss == "categorical_crossentropy"
