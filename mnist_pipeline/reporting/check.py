@@ -15,7 +15,7 @@ from typing import Any
 
 from mnist_pipeline.layout import REPORT_FILE
 from mnist_pipeline.lessons import Claims
-from mnist_pipeline.reporting.catalogue import DISTORTION_PAIR
+from mnist_pipeline.reporting.catalogue import DISTORTION_PAIR, distorted
 from mnist_pipeline.reporting.markdown import md_escape
 
 LINK = re.compile(r"\]\(([^)\s]+)\)|src=\"([^\"]+)\"")
@@ -103,6 +103,41 @@ def distortion_problems(folder: Path, data: dict[str, Any], page: str) -> list[s
             if not rows or shown not in rows[0]:
                 problems.append(f"{folder}/catalogue.md: the distorted test images ({name}) do not show "
                                 f"{run['label']}'s catalogue.json accuracy {shown}")
+    return problems + ablation_problems(folder, data, section)
+
+
+def ablation_problems(folder: Path, data: dict[str, Any], section: str) -> list[str]:
+    """The modern entry's changes on the distorted test images: each cell starts with the change's mean accuracy
+    over the seeds it shares with the entry, as catalogue.json records them."""
+    table = section.split("### ", 1)[-1] if "### " in section else ""
+    lines = [line for line in table.splitlines() if line.startswith("| ")]
+    if not lines:
+        return []
+    header = [cell.strip() for cell in lines[0].strip("|").split("|")]
+    runs: dict[tuple[str, int], dict[str, Any]] = {(r["label"], r["seed"]): r for r in data["results"]
+                                                   if "failed" not in r}
+    base_seeds = [seed for label, seed in runs if label == DISTORTION_PAIR[1]]
+    problems = []
+    for line in lines[1:]:
+        cells = [cell.strip() for cell in line.strip("|").split("|")]
+        name = cells[0].replace("\\", "")
+        name = "none" if name.startswith("none") else name
+        for label, cell in zip(header[2:], cells[2:]):
+            if not cell:
+                continue
+            seeds = [seed for seed in base_seeds if (label, seed) in runs]
+            found = [distorted(runs[(label, seed)], name) for seed in seeds]
+            base = [distorted(runs[(DISTORTION_PAIR[1], seed)], name) for seed in seeds]
+            if not seeds or not all(found) or not all(base):
+                problems.append(f"{folder}/catalogue.md: {label} on {name}: catalogue.json has no per-image results "
+                                "for this cell")
+                continue
+            mean = sum(d["accuracy"] for d in found) / len(found)
+            # the paired difference over the same images and seeds is the difference of the mean accuracies
+            difference = (mean - sum(d["accuracy"] for d in base) / len(base)) * 100
+            if not cell.startswith(f"{mean:.2%}: {difference:+.2f} ("):
+                problems.append(f"{folder}/catalogue.md: {label} on {name} does not start with its catalogue.json "
+                                f"mean accuracy and difference, {mean:.2%}: {difference:+.2f}")
     return problems
 
 

@@ -9,8 +9,10 @@ from pathlib import Path
 import pytest
 
 from mnist_pipeline.config import read_params
+from mnist_pipeline.distortions import NAMES
 from mnist_pipeline.lessons import load_claims
-from mnist_pipeline.reporting.check import check_reports
+from mnist_pipeline.reporting.catalogue import ablation_distortion_section, ablation_labels, by_label
+from mnist_pipeline.reporting.check import ablation_problems, check_reports
 from tests.harness import ROOT
 
 
@@ -60,6 +62,25 @@ def test_each_defect_is_caught(tmp_path: Path, claims):
     record.write_text(json.dumps(data))
     assert any(f"the row of {run['label']} does not show its catalogue.json accuracy 12.34%" in p
                for p in check_reports(root, claims))
+
+
+def test_the_modern_entrys_changes_on_distorted_images(claims):
+    """From the committed MNIST record: one row per distortion (the clean test set first), one column per change
+    of the modern ladder; each cell the change's mean accuracy and its difference from modern_cnn, which the
+    checker recomputes from the record; a wrong number is caught."""
+    data = json.loads((ROOT / "reports/mnist/catalogue.json").read_text())
+    section = "\n".join(ablation_distortion_section(by_label(data["results"]), claims))
+    lines = [line for line in section.splitlines() if line.startswith("| ")]
+    header = [cell.strip() for cell in lines[0].strip("|").split("|")]
+    assert header == ["distortion", "modern_cnn over seeds", *ablation_labels(claims)]
+    assert ablation_labels(claims) == ["modern_cnn-no-aug", "modern_cnn-constant-lr", "modern_cnn-no-decay",
+                                       "modern_cnn-bn"]
+    assert [line.split("|")[1].strip() for line in lines[1:]] == ["none (the test set)",
+                                                                   *(n.replace("_", "\\_") for n in NAMES)]
+    assert ablation_problems(Path("mnist"), data, section) == []
+    first = lines[1].split("|")[3].strip()  # modern_cnn-no-aug on the clean test set
+    assert ablation_problems(Path("mnist"), data, section.replace(first, "12.34%" + first[6:]))
+    assert ablation_problems(Path("mnist"), data, section.replace(first, first[:9] + "9" + first[10:]))
 
 
 def test_a_catalogue_in_progress_is_not_judged_and_has_no_page(tmp_path: Path, claims):
