@@ -73,8 +73,8 @@ def configuration(label: str) -> tuple[str, dict]:
     return found[label]
 
 
-def run(repo: Path, label: str, dataset: str, seed: int, settings: list[str]) -> dict:
-    model, overrides = configuration(label)
+def run(repo: Path, config: tuple[str, dict], dataset: str, seed: int, settings: list[str]) -> dict:
+    model, overrides = config
     params = yaml.safe_load((repo / "params.yaml").read_text())
     params["train"].update({"model": model, "seed": seed})
     params["data"]["dataset"] = dataset
@@ -125,8 +125,7 @@ def main() -> None:
         sys.exit("bench_modern: --set needs KEY=VALUE")
     shown = "".join(f" --set {item}" for item in args.set)
     labels = {dataset: args.model or ANSWER[dataset] for dataset in datasets}
-    for label in set(labels.values()):
-        configuration(label)  # an unknown label stops here, before any training
+    configs = {label: configuration(label) for label in set(labels.values())}  # an unknown label stops here
     print("command: python -m benchmarks.bench_modern" + (f" --model {args.model}" if args.model else "")
           + f" --datasets {args.datasets} --seeds {args.seeds}{shown}")
     print(f"machine: {os.cpu_count()} cores; load average before: {os.getloadavg()[0]:.2f}", flush=True)
@@ -135,7 +134,7 @@ def main() -> None:
         with tempfile.TemporaryDirectory() as folder:
             repo = make_repo(Path(folder))
             for seed in seeds:
-                row = run(repo, labels[dataset], dataset, seed, args.set)
+                row = run(repo, configs[labels[dataset]], dataset, seed, args.set)
                 rows.append(row)
                 low, high = row["ci95"]
                 print(f"{dataset:>13} seed {seed}: accuracy {row['accuracy']:.4f} ({low:.4f}-{high:.4f} on "

@@ -193,12 +193,13 @@ def ablation_distortion_rows(runs: dict[str, list[dict[str, Any]]], labels: list
     change's mean over the same seeds and the paired test of change - modern entry. Only the changes whose runs
     and the entry's share seeds and measured every distortion the row needs are shown (others: '')."""
     base = runs.get(DISTORTION_PAIR[1], [])
+    by_seed = {label: {r["seed"]: r for r in runs.get(label, [])} for label in labels}
     rows = []
     for name in ["none", *NAMES]:
         cells, any_shown = [], False
         for label in labels:
-            by_seed = {r["seed"]: r for r in runs.get(label, [])}
-            pairs = [(distorted(r, name), distorted(by_seed[r["seed"]], name)) for r in base if r["seed"] in by_seed]
+            pairs = [(distorted(r, name), distorted(by_seed[label][r["seed"]], name)) for r in base
+                     if r["seed"] in by_seed[label]]
             if not pairs or not all(a and b for a, b in pairs):
                 cells.append("")
                 continue
