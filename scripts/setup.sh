@@ -45,8 +45,19 @@ install_python_packages() {
     say "Python packages already match requirements.lock and pyproject.toml"
   else
     say "installing pinned Python packages from requirements.lock (first time: a few minutes)"
-    # the lock pins pip and setuptools too (pip-compile --allow-unsafe), so no separate pip upgrade
-    "$venv/bin/python" -m pip install -q --require-hashes -r "$ROOT/requirements.lock"
+    # Install exactly what the lock names, whatever the index serves later:
+    #  1. the locked pip first (a new venv's own pip, 23.2 here, resolves the lock differently: it
+    #     matched prefect's httpx[http2] to a newer httpx than the locked one, 2026-12-04);
+    #  2. every locked distribution with --no-deps (no resolver run: the lock is the resolution);
+    #  3. pip check, then scripts/check_lock.py: every requirement of every installed distribution,
+    #     extras included, is met by the lock and nothing else was installed.
+    local pip_only
+    pip_only="$(mktemp)"
+    awk '/^pip==/{p=1} p{print} p&&!/\\$/{exit}' "$ROOT/requirements.lock" > "$pip_only"
+    "$venv/bin/python" -m pip install -q --disable-pip-version-check --no-deps --require-hashes -r "$pip_only"
+    rm -f "$pip_only"
+    "$venv/bin/python" -m pip install -qq --disable-pip-version-check --no-deps --require-hashes \
+      -r "$ROOT/requirements.lock"
     # the project itself; every dependency came from the lock. With setuptools (64+, editable
     # installs) in the venv, build with it rather than fetch a build environment from the index.
     local isolation=()
@@ -56,7 +67,9 @@ install_python_packages() {
     fi
     say "installing this project (editable, --no-deps)"
     # -qq: errors only, not setuptools' generic warning about editable installs of a flat layout
-    "$venv/bin/python" -m pip install -qq --no-deps "${isolation[@]}" -e "$ROOT"
+    "$venv/bin/python" -m pip install -qq --disable-pip-version-check --no-deps "${isolation[@]}" -e "$ROOT"
+    "$venv/bin/python" -m pip check >&2 || { say "pip check failed: the lock is inconsistent (re-lock, README)"; exit 1; }
+    "$venv/bin/python" "$ROOT/scripts/check_lock.py" || exit 1
     echo "$want" > "$stamp"
   fi
 }
