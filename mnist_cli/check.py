@@ -6,7 +6,9 @@
 
 Fails (exit 1, one line per problem) on: a relative link that does not resolve, an absolute machine path
 in a report, a catalogue number that differs from its catalogue.json or from the run's own report, a
-claim without a verdict, a lesson without its interval, its paired test or three seeds.
+claim without a verdict, a lesson without its interval, its paired test or three seeds, and any line of
+a catalogue page or lessons.md that differs from the page rendered again from the runs' records (every
+verdict, interval, p- and q-value and mean ± sd recomputed), or a recorded verdict its runs do not give.
 """
 
 from __future__ import annotations
@@ -14,8 +16,8 @@ from __future__ import annotations
 from pathlib import Path
 
 import typer
-import yaml
 
+from mnist_pipeline.config import EvaluateParams, parse_section, read_params
 from mnist_pipeline.errors import PipelineError
 from mnist_pipeline.layout import CLAIMS_FILE, PARAMS_FILE, Layout
 from mnist_pipeline.lessons import load_claims
@@ -24,14 +26,14 @@ from mnist_pipeline.reporting.check import check_reports, in_progress
 
 def check(root: Path = typer.Option(None, help="the reports folder (default: params.yaml paths.reports)")) -> None:
     """Check the reference reports; print every problem."""
-    params = yaml.safe_load(PARAMS_FILE.read_text())
-    folder = root or Layout.from_params(params).folder("reports")
     try:
+        params = read_params(PARAMS_FILE)
         claims = load_claims(CLAIMS_FILE, list(params["models"]))
     except PipelineError as error:
         typer.echo(f"error: {error}", err=True)
         raise typer.Exit(1) from None
-    problems = check_reports(folder, claims)
+    folder = root or Layout.from_params(params).folder("reports")
+    problems = check_reports(folder, claims, parse_section(params, "evaluate", EvaluateParams).underfit_train_below)
     for problem in problems:
         typer.echo(f"error: {problem}", err=True)
     for line in in_progress(folder):

@@ -5,6 +5,7 @@
     mnist compare --dataset mnist --models mlp_500,mlp_500-raw --seeds 1 --set train.epochs=3
     mnist compare --dataset fashion_mnist --retry-failed   # re-run only what failed or never ran
     mnist compare --dataset mnist --retry-failed --rerun modern_cnn   # ... and modern_cnn, whose recipe changed
+    mnist compare --dataset mnist --render   # run nothing: the pages again from catalogue.json (claims.yaml changed)
 
 The configurations are every catalogue entry of params.yaml plus the variants of claims.yaml (an entry
 with overrides, such as `mlp_500-raw`: prepare.normalize=false); each runs once per seed of claims.yaml
@@ -40,10 +41,13 @@ from mnist_pipeline.layout import CLAIMS_FILE, PARAMS_FILE, Layout
 from mnist_pipeline.lessons import load_claims, pack, shown
 from mnist_pipeline.reporting.catalogue import (
     by_label,
+    is_sample,
     ladder_png,
     leaderboard_png,
     render_catalogue,
     render_side_by_side,
+    training_accuracy_claims,
+    vgg16_weights,
 )
 
 
@@ -81,6 +85,7 @@ def collect(layout: Layout) -> dict[str, Any]:
         test_correct=test["correct"], test_total=test["total"]))
     base = 0 if features.get("skipped") else features.get("base_parameters", 0)
     return {"model": trained["model"], "metrics": evaluation["metrics"], "ci95": test["ci95"],
+            "train_images": trained["shapes"]["x_train"][0],
             "test_total": test["total"], "correct": pack(rows[:, 0] == rows[:, 1]),
             "distortions": distorted_correctness(layout, evaluation, rows[:, 0]),
             "diagnosis": evaluation["diagnosis"], "audit": evaluation.get("audit"), "spec": trained["spec"],
@@ -180,11 +185,16 @@ def compare(
                                                   "and --set) and run only the failed or missing ones"),
     rerun: str = typer.Option("", help="with --retry-failed: comma-separated configurations to run again even "
                                        "though the last catalogue.json has them (their recipe or the stages changed)"),
+    render: bool = typer.Option(False, help="run nothing: render the complete catalogue again from its "
+                                            "catalogue.json (after claims.yaml or the report's rules changed)"),
 ) -> None:
     """Run every configuration once per seed with `dvc exp run`, then write the catalogue and its verdicts."""
     params_path = PARAMS_FILE
     layout = Layout.from_params(yaml.safe_load(params_path.read_text()))
     target = layout.catalogue_dir(dataset)
+    if render:
+        render_again(layout, target)
+        return
     original = base_params(params_path, target / "catalogue.json")
     catalogue = list(yaml.safe_load(original)["models"])
     try:
@@ -257,6 +267,26 @@ def compare(
         raise typer.Exit(1)
 
 
+def render_again(layout: Layout, target: Path) -> None:
+    """The pages of a complete catalogue rendered again from its records, which stay as they are (runs, params,
+    data); only the verdicts it records are recomputed."""
+    record = target / "catalogue.json"
+    if not record.is_file():
+        typer.echo(f"error: {record} does not exist: run `mnist compare --dataset {target.name}` first", err=True)
+        raise typer.Exit(1)
+    data = read_json(record)
+    if not data.get("complete", True):
+        typer.echo(f"error: {record} is still in progress: `mnist compare --retry-failed` completes it", err=True)
+        raise typer.Exit(1)
+    try:
+        claims = load_claims(CLAIMS_FILE, list(read_params(PARAMS_FILE)["models"]))
+    except PipelineError as error:
+        typer.echo(f"error: {error}", err=True)
+        raise typer.Exit(1) from None
+    write_catalogue(layout, target, data, claims, from_workspace=False)
+    typer.echo(f"comparison rendered again: {target / 'catalogue.md'}", err=True)
+
+
 def copy_tree(source: Path, target: Path) -> None:
     """Replace `target` with a copy of `source` (a run's report folder)."""
     staging = target.with_name(target.name + ".tmp")
@@ -266,14 +296,16 @@ def copy_tree(source: Path, target: Path) -> None:
     os.replace(staging, target)
 
 
-def write_catalogue(layout: Layout, target: Path, data: dict[str, Any], claims: Any) -> None:
-    """catalogue.json and .md, the pictures, the demo's report, and the side-by-side lessons."""
+def write_catalogue(layout: Layout, target: Path, data: dict[str, Any], claims: Any,
+                    from_workspace: bool = True) -> None:
+    """catalogue.json and .md, the pictures, the demo's report, and the side-by-side lessons; `from_workspace`:
+    take the data's description and the demo from the workspace's last run (not when only rendering again)."""
     params = read_params(PARAMS_FILE)
-    fetched = read_json(layout.fetch_record) if layout.fetch_record.exists() else {}
+    fetched = read_json(layout.fetch_record) if from_workspace and layout.fetch_record.exists() else {}
     if fetched.get("dataset") == data["dataset"]:  # the workspace's data is this catalogue's (not when all were kept)
         data["fetch"] = {k: v for k, v in fetched.items() if k in ("description", "total_images")}
     data["test_images"] = next((r["test_total"] for r in data["results"] if "test_total" in r), 0)
-    if layout.demo_record.exists():
+    if from_workspace and layout.demo_record.exists():
         data["demo"] = read_json(layout.demo_record)
         layout.reference_demo_report.parent.mkdir(parents=True, exist_ok=True)
         shutil.copyfile(layout.demo_report, layout.reference_demo_report)
@@ -282,7 +314,8 @@ def write_catalogue(layout: Layout, target: Path, data: dict[str, Any], claims: 
     data["claims"] = verdicts
     write_json(target / "catalogue.json", data)
     runs = by_label(data["results"])
-    leaderboard_png(target / "leaderboard.png", runs, data["seeds"][0])
+    leaderboard_png(target / "leaderboard.png", runs, data["dataset"], vgg16_weights(data), is_sample(data),
+                    training_accuracy_claims(claims))
     for number, ladder in enumerate(claims.ladders, start=1):
         ladder_png(target / f"ladder-{number}.png", ladder, runs, data["seeds"][0])
     with atomic_path(target / "catalogue.md") as tmp:

@@ -1,10 +1,17 @@
 """The tutorials' qualitative claims (claims.yaml) and their verdicts from runs over several seeds.
 
-A paired claim compares two configurations that differ in one setting, each run with the same seeds
-on the same test images. The difference is b's test accuracy minus a's, averaged over the seeds both
-have; its 95% interval is a paired bootstrap over the test images (one resample of images serves every
-seed, so what the seeds share is kept). The difference is a finding only when the interval excludes
-zero; otherwise it is inside the noise, and a claim that needed a difference is *inconclusive*.
+A paired claim compares two configurations that differ in one setting, each run with the same seeds on the same
+test images: b's test accuracy minus a's, with the bootstrap over seeds and images of `paired` (the trained model
+is a unit of replication as well as the test image). A catalogue page controls all its tests together
+(`paired.control`: false discovery rate, and a minimum effect); a claim that needed a difference is reproduced
+only when its difference is a finding after that control, in the claimed direction (and at least the size the
+tutorial stated, where it stated one and the claim is judged on the tutorial's own data).
+
+A verdict says where it was reached: on the claim's own data it is reproduced / refuted / inconclusive; on
+another dataset it holds / does not hold / is not settled "on Fashion-MNIST", and on the offline 5,000-image
+sample of MNIST "on the MNIST sample" (about a twentieth of the optimizer steps the tutorials took). A claim that
+a configuration is stuck or cannot fit (`stalled`) is not reproduced by runs of it still improving at their last
+epoch: their own diagnosis says they are undertrained.
 
 numpy and the catalogue's spec model only, pure: records in, verdicts out.
 """
@@ -18,12 +25,12 @@ from typing import Any, Literal
 
 import numpy as np
 import yaml
-from pydantic import BaseModel, ConfigDict, Field
+from pydantic import BaseModel, ConfigDict, Field, model_validator
 
 from mnist_pipeline.catalogue import ModelSpec
 from mnist_pipeline.errors import PipelineError
+from mnist_pipeline.paired import FALSE_DISCOVERY_RATE, MIN_EFFECT, control, paired_difference, why_not
 
-BOOTSTRAP_RESAMPLES = 4000
 NOT_COMPARED = ("claimed", "claimed_accuracy", "source", "claim_dataset", "metric")  # not settings of the run
 
 
@@ -45,10 +52,19 @@ class Claim(Strict):
     a: str | None = None
     b: str | None = None
     expect: Literal["better", "worse", "not_better"] | None = None
-    at_least: float = Field(default=0.0, ge=0, le=1)  # the effect the claim's words imply ("breaks", "essential")
+    at_least: float = Field(default=0.0, ge=0, le=1)  # a size the tutorial stated, in accuracy (with stated)
+    stated: str | None = None  # where the tutorial stated that size (its numbers)
+    stalled: str | None = None  # the configuration the claim says is stuck or cannot fit (low_train: a)
+    recipe: list[str] = Field(default_factory=list)  # how these runs differ from the tutorial's own recipe
     tolerance: float | None = None
     reason: str | None = None
     command: str | None = None
+
+    @model_validator(mode="after")
+    def size_is_stated(self) -> Claim:
+        if self.at_least and not self.stated:
+            raise ValueError(f"claim {self.id}: at_least needs `stated`, where the tutorial stated that size")
+        return self
 
 
 class Step(Strict):
@@ -63,9 +79,12 @@ class Ladder(Strict):
 
 class Claims(Strict):
     seeds: list[int] = Field(min_length=1)
+    false_discovery_rate: float = Field(default=FALSE_DISCOVERY_RATE, gt=0, lt=1)  # over each page's tests
+    min_effect: float = Field(default=MIN_EFFECT, ge=0, le=1)  # in accuracy: smaller is never a finding
     configurations: dict[str, Configuration]
     claims: list[Claim]
     ladders: list[Ladder]
+    recipes: dict[str, list[str]] = Field(default_factory=dict)  # catalogue entry -> how it differs from its tutorial
 
     def labels(self, catalogue: list[str]) -> list[tuple[str, str, dict[str, Any]]]:
         """(label, model, overrides) of every configuration: each catalogue entry, then the variants."""
@@ -81,7 +100,8 @@ def load_claims(path: Path, catalogue: list[str]) -> Claims:
         raise PipelineError(f"{path}: {str(error).splitlines()[0]}") from None
     known = set(catalogue) | set(claims.configurations)
     named = [c.model for c in claims.configurations.values()]
-    named += [label for c in claims.claims for label in (c.a, c.b) if label]
+    named += [label for c in claims.claims for label in (c.a, c.b, c.stalled) if label]
+    named += list(claims.recipes)
     named += [label for ladder in claims.ladders for s in ladder.steps for label in (s.label, s.from_) if label]
     unknown = sorted({label for label in named if label not in known})
     if unknown or any(c.model not in catalogue for c in claims.configurations.values()):
@@ -96,20 +116,6 @@ def unpack(bits: str, total: int) -> np.ndarray:
 
 def pack(correct: np.ndarray) -> str:
     return np.packbits(correct.astype(np.uint8)).tobytes().hex()
-
-
-def paired_difference(a: list[np.ndarray], b: list[np.ndarray], resamples: int = BOOTSTRAP_RESAMPLES,
-                      seed: int = 0) -> dict[str, Any]:
-    """b minus a in accuracy, seeds paired in order ((n,) bool each, the same n test images), with the
-    paired bootstrap's 95% interval over the test images and its two-sided p-value."""
-    per_image = np.mean([bi.astype(np.float64) - ai for ai, bi in zip(a, b)], axis=0)  # (n,) in [-1, 1]
-    n, rng = len(per_image), np.random.default_rng(seed)
-    means = np.concatenate([per_image[rng.integers(0, n, size=(200, n))].mean(axis=1)
-                            for _ in range(resamples // 200)])
-    low, high = np.quantile(means, [0.025, 0.975])
-    p = min(1.0, 2 * min(np.mean(means <= 0), np.mean(means >= 0)))
-    return {"difference": float(per_image.mean()), "ci95": [float(low), float(high)], "p": float(p),
-            "seeds": len(a), "images": n, "finding": bool(low > 0 or high < 0)}
 
 
 def differences(first: dict[str, Any], second: dict[str, Any]) -> dict[str, tuple[Any, Any]]:
@@ -152,43 +158,117 @@ def compare_pair(runs_a: list[dict[str, Any]], runs_b: list[dict[str, Any]]) -> 
                              for s in seeds]),
             "gap_b": spread([by_seed_b[s]["metrics"]["train_accuracy"] - by_seed_b[s]["metrics"]["val_accuracy"]
                              for s in seeds]),
+            "loss_a": spread([by_seed_a[s]["metrics"]["loss"] for s in seeds]),
+            "loss_b": spread([by_seed_b[s]["metrics"]["loss"] for s in seeds]),
             "changed": {k: [shown(v) for v in pair] for k, pair in
                         differences(recipe(by_seed_a[seeds[0]]), recipe(by_seed_b[seeds[0]])).items()},
             **paired}
+
+
+class Family:
+    """The paired tests of one catalogue page: each comparison computed once (the same one shown in a lesson and a
+    ladder is one test), then controlled together (`control`); after that no new test may join."""
+
+    def __init__(self, runs: dict[str, list[dict[str, Any]]], rate: float = FALSE_DISCOVERY_RATE,
+                 min_effect: float = MIN_EFFECT) -> None:
+        self.runs, self.rate, self.min_effect = runs, rate, min_effect
+        self.tests: dict[tuple[str, str, str], dict[str, Any]] = {}
+        self.controlled = False
+
+    def _add(self, key: tuple[str, str, str], make: Any) -> dict[str, Any]:
+        if key not in self.tests:
+            if self.controlled:
+                raise PipelineError(f"the test {key} was not among the page's controlled tests")
+            self.tests[key] = make()
+        return self.tests[key]
+
+    def pair(self, a: str, b: str) -> dict[str, Any]:
+        """Configuration b against a on the clean test images ({} when they share no seed)."""
+        return self._add((a, b, "none"), lambda: compare_pair(self.runs.get(a, []), self.runs.get(b, [])))
+
+    def distorted(self, a: str, b: str, name: str, pairs: list[tuple[dict[str, Any], dict[str, Any]]]
+                  ) -> dict[str, Any]:
+        """b against a on the test images distorted `name`, over `pairs` (each seed's (a, b) records of it)."""
+        if name == "none":
+            return self.pair(a, b)
+        return self._add((a, b, name), lambda: paired_difference([unpack(x["correct"], x["total"]) for x, _ in pairs],
+                                                                 [unpack(y["correct"], y["total"]) for _, y in pairs]))
+
+    def control(self) -> None:
+        control(list(r for r in self.tests.values() if r), self.rate, self.min_effect)
+        self.controlled = True
 
 
 def p_value(p: float) -> str:
     return "p < 0.001" if p < 0.001 else f"p = {p:.3f}"
 
 
-def paired_verdict(expect: str, result: dict[str, Any], at_least: float = 0.0) -> tuple[str, str]:
-    """reproduced | refuted | inconclusive, with the reason, from the paired difference's 95% interval and the
-    size of effect the claim implies (`at_least`, in accuracy: "breaks training" is more than a fraction of a
-    point). reproduced: the whole interval is beyond that size in the claimed direction; refuted: the whole
-    interval is short of it; inconclusive: the interval straddles it."""
+def per_seed(result: dict[str, Any]) -> str:
+    """Each seed's own difference, in points: '+4.5, +14.1, +63.1'."""
+    return ", ".join(f"{d * 100:+.1f}" for d in result["per_seed"])
+
+
+def tested(result: dict[str, Any]) -> str:
+    """A controlled paired result in words: the difference, its interval, p and q, the seeds' own differences, and
+    whether it is a finding."""
     low, high = result["ci95"]
-    shown = (f"{result['difference'] * 100:+.2f} points (95% interval {low * 100:+.2f} to {high * 100:+.2f}, "
-             f"paired bootstrap {p_value(result['p'])})")
+    head = (f"{result['difference'] * 100:+.2f} points (95% interval {low * 100:+.2f} to {high * 100:+.2f}; "
+            f"{p_value(result['p'])}, q = {result['q']:.3f}; per seed {per_seed(result)}; {result['seeds']} seeds x "
+            f"{result['images']:,} images)")
+    return head + (": **a finding**" if result["finding"] else f": inside the noise ({why_not(result)})")
+
+
+OUTCOME_ELSEWHERE = {"reproduced": "holds", "refuted": "does not hold", "inconclusive": "not settled"}
+
+
+def qualified(outcome: str, claim_dataset: str, where: tuple[str, bool]) -> str:
+    """The verdict's word where the claim was judged: `where` is (the catalogue's dataset, whether it is the offline
+    MNIST sample rather than the tutorial's data). On the claim's own data: reproduced | refuted | inconclusive;
+    elsewhere: holds | does not hold | not settled, "on Fashion-MNIST" or "on the MNIST sample"."""
+    dataset, sample = where
+    if outcome not in OUTCOME_ELSEWHERE or claim_dataset == "none" or (dataset == claim_dataset and not sample):
+        return outcome
+    place = "the MNIST sample" if dataset == "mnist" and sample else {"mnist": "MNIST"}.get(dataset, "Fashion-MNIST")
+    return f"{OUTCOME_ELSEWHERE[outcome]} on {place}"
+
+
+def paired_verdict(expect: str, result: dict[str, Any], at_least: float = 0.0) -> tuple[str, str]:
+    """reproduced | refuted | inconclusive, with a short reason (the numbers are beside it), from a controlled paired
+    result and, where the tutorial stated one and the claim is judged on its data, the size of effect (`at_least`,
+    in accuracy). reproduced: a finding in the claimed direction (its whole interval beyond that size); refuted: a
+    finding in the opposite direction, or a whole interval short of the size; inconclusive: inside the noise, or
+    straddling the size. not_better: reproduced unless b is better by a finding."""
+    noise = f"inside the noise ({why_not(result)})"
     if expect == "not_better":
-        return ("refuted", f"b is better by {shown}") if low > 0 else (
-            "reproduced", f"b is not better: {shown}" + ("" if high < 0 else ", inside the noise"))
+        if result["finding"] and result["difference"] > 0:
+            return "refuted", "b is better, by a finding"
+        return "reproduced", "b is not better: " + ("b is worse, by a finding" if result["finding"] else noise)
     sign = 1 if expect == "better" else -1
-    near, far = sorted((sign * low, sign * high))  # the interval in the claimed direction
-    size = f"at least {at_least * 100:g} points, as the claim's words imply" if at_least else "a real difference"
-    if near > at_least:
-        return "reproduced", shown
+    near, far = sorted((sign * result["ci95"][0], sign * result["ci95"][1]))  # the interval, claimed direction
+    if result["finding"] and sign * result["difference"] < 0:
+        return "refuted", "the opposite of the claim, by a finding"
+    if not result["finding"]:
+        return "inconclusive", f"{noise}: the seeds run do not settle it"
+    if not at_least or near > at_least:
+        return "reproduced", "a finding in the claimed direction" + (
+            f", beyond the {at_least * 100:g} points the tutorial stated" if at_least else "")
     if far < at_least:
-        if far < 0:
-            return "refuted", f"the opposite of the claim: {shown}"
-        short = "a real difference, but" if near > 0 else "at most a small difference,"
-        return "refuted", f"{shown}: {short} short of the {at_least * 100:g} points the claim's words imply"
-    return "inconclusive", f"{shown}: the interval does not settle whether it is {size}"
+        return "refuted", f"a finding, but short of the {at_least * 100:g} points the tutorial stated"
+    return "inconclusive", (f"a finding, but the interval does not settle whether it is at least {at_least * 100:g} "
+                            "points")
 
 
-def judge_claim(claim: Claim, runs: dict[str, list[dict[str, Any]]], underfit_below: float,
-                demo: dict[str, Any] | None) -> dict[str, Any]:
-    """One claim's verdict on one catalogue's runs (label -> its successful runs, one per seed)."""
+def still_improving_seeds(runs: list[dict[str, Any]]) -> list[int]:
+    """The seeds whose run was still improving at its last epoch (evaluate's diagnosis: undertrained)."""
+    return [r["seed"] for r in runs if r["diagnosis"].startswith("undertrained")]
+
+
+def judge_claim(claim: Claim, family: Family, underfit_below: float, demo: dict[str, Any] | None,
+                where: tuple[str, bool]) -> dict[str, Any]:
+    """One claim's verdict on one catalogue's runs (`family`: the page's controlled tests over label -> its
+    successful runs, one per seed); `where`: see `qualified`."""
     out: dict[str, Any] = {"id": claim.id, "kind": claim.kind}
+    runs = family.runs
     if claim.kind == "needs_internet":
         return {**out, "verdict": "not comparable", "reason": f"{claim.reason}; check it with `{claim.command}`"}
     if claim.kind == "demo":
@@ -204,33 +284,43 @@ def judge_claim(claim: Claim, runs: dict[str, list[dict[str, Any]]], underfit_be
     if not runs_a or (claim.kind == "paired" and not runs.get(claim.b or "")):
         missing = claim.a if not runs_a else claim.b
         return {**out, "verdict": "not run", "reason": f"no successful run of {missing}"}
+    like_for_like = qualified("reproduced", claim.dataset, where) == "reproduced"
     if claim.kind == "paired":
-        result = compare_pair(runs_a, runs[claim.b or ""])
-        verdict, reason = paired_verdict(claim.expect or "better", result, claim.at_least)
+        result = family.pair(claim.a or "", claim.b or "")
+        outcome, reason = paired_verdict(claim.expect or "better", result, claim.at_least if like_for_like else 0.0)
         if len(result["changed"]) != 1:
-            verdict, reason = "not comparable", (f"the two differ in {len(result['changed'])} settings "
+            outcome, reason = "not comparable", (f"the two differ in {len(result['changed'])} settings "
                                                  f"({', '.join(result['changed'])}), not one")
-        return {**out, "verdict": verdict, "reason": reason, **result}
-    if claim.kind == "rising_val_loss":
+        judged = {**out, **result}
+    elif claim.kind == "rising_val_loss":
         rising = [r["seed"] for r in runs_a if rises(r["history"].get("val_loss", []))]
-        verdict = ("reproduced" if len(rising) == len(runs_a) else "refuted" if not rising else "inconclusive")
+        outcome = ("reproduced" if len(rising) == len(runs_a) else "refuted" if not rising else "inconclusive")
         lows = [int(np.argmin(r["history"]["val_loss"])) + 1 for r in runs_a]
-        return {**out, "verdict": verdict, "seeds": len(runs_a),
-                "reason": f"validation loss ends above its minimum in {len(rising)} of {len(runs_a)} seeds "
-                          f"(minimum at epoch {', '.join(map(str, lows))} of "
-                          f"{', '.join(str(r['epochs_run']) for r in runs_a)})"}
-    if claim.kind == "stopped_by_threshold":
+        reason = (f"validation loss ends above its minimum in {len(rising)} of {len(runs_a)} seeds "
+                  f"(minimum at epoch {', '.join(map(str, lows))} of "
+                  f"{', '.join(str(r['epochs_run']) for r in runs_a)})")
+        judged = {**out, "seeds": len(runs_a)}
+    elif claim.kind == "stopped_by_threshold":
         stopped = [r for r in runs_a if r["stopped_by"].startswith("loss below")]  # training.stopped_by's words
-        verdict = "reproduced" if len(stopped) == len(runs_a) else "refuted" if not stopped else "inconclusive"
-        return {**out, "verdict": verdict, "seeds": len(runs_a),
-                "reason": f"stopped by the threshold in {len(stopped)} of {len(runs_a)} seeds: "
-                          + "; ".join(sorted({r['stopped_by'] for r in runs_a}))}
-    trains = spread([r["metrics"]["train_accuracy"] for r in runs_a])
-    low = sum(r["metrics"]["train_accuracy"] < underfit_below for r in runs_a)
-    verdict = "reproduced" if low == len(runs_a) else "refuted" if not low else "inconclusive"
-    return {**out, "verdict": verdict, "seeds": len(runs_a), "train_accuracy": trains,
-            "reason": f"training accuracy {trains['mean']:.1%} ± {trains['sd']:.1%} over {len(runs_a)} seeds, "
-                      f"below {underfit_below:.0%} in {low}"}
+        outcome = "reproduced" if len(stopped) == len(runs_a) else "refuted" if not stopped else "inconclusive"
+        reason = (f"stopped by the threshold in {len(stopped)} of {len(runs_a)} seeds: "
+                  + "; ".join(sorted({r['stopped_by'] for r in runs_a})))
+        judged = {**out, "seeds": len(runs_a)}
+    else:
+        trains = spread([r["metrics"]["train_accuracy"] for r in runs_a])
+        low = sum(r["metrics"]["train_accuracy"] < underfit_below for r in runs_a)
+        outcome = "reproduced" if low == len(runs_a) else "refuted" if not low else "inconclusive"
+        reason = (f"training accuracy {trains['mean']:.1%} ± {trains['sd']:.1%} over {len(runs_a)} seeds, "
+                  f"below {underfit_below:.0%} in {low}")
+        judged = {**out, "seeds": len(runs_a), "train_accuracy": trains}
+    stalled = claim.stalled or (claim.a if claim.kind == "low_train" else None)
+    improving = still_improving_seeds(runs.get(stalled or "", []))
+    if outcome == "reproduced" and improving:
+        outcome = "inconclusive"
+        reason = (f"{stalled} was still improving at its last epoch in {len(improving)} of "
+                  f"{len(runs.get(stalled or '', []))} seeds (diagnosed undertrained): a run still improving has not "
+                  f"shown that it is stuck or cannot fit; {reason}")
+    return {**judged, "outcome": outcome, "verdict": qualified(outcome, claim.dataset, where), "reason": reason}
 
 
 def rises(val_loss: list[float], margin: float = 0.02) -> bool:
@@ -241,17 +331,17 @@ def rises(val_loss: list[float], margin: float = 0.02) -> bool:
     return int(np.argmin(val_loss)) < len(val_loss) - 1 and val_loss[-1] > best * (1 + margin)
 
 
-def ladder_rows(ladder: Ladder, runs: dict[str, list[dict[str, Any]]]) -> list[dict[str, Any]]:
+def ladder_rows(ladder: Ladder, family: Family) -> list[dict[str, Any]]:
     """Each step of a ladder: its runs' accuracy spread and, from its starting step, what changed and the
     paired test."""
-    rows, previous = [], None
+    rows, previous, runs = [], None, family.runs
     for step in ladder.steps:
         start = step.from_ or previous
         row: dict[str, Any] = {"label": step.label, "from": start}
         if runs.get(step.label):
             row["accuracy"] = spread([r["metrics"]["accuracy"] for r in runs[step.label]])
             if start and runs.get(start):
-                row["step"] = compare_pair(runs[start], runs[step.label])
+                row["step"] = family.pair(start, step.label)
         rows.append(row)
         previous = step.label
     return rows

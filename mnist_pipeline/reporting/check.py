@@ -2,27 +2,34 @@
 
 It fails on a relative link that does not resolve, an absolute machine path, a catalogue number that
 differs from its catalogue.json or from the run's own report (the distorted test images' too), a claim
-without a verdict, and a lesson without its interval, its paired test or three seeds. `mnist check-reports`
-runs it; so does CI.
+without a verdict, and a lesson without its interval, its paired test or three seeds. It also recomputes
+every page from the runs' records: each run's accuracy from its per-image results, then the whole catalogue
+page (every verdict, interval, p- and q-value, per-seed difference, mean ± sd) and `lessons.md`, rendered
+again and compared line by line with the committed ones, and the verdicts catalogue.json records. `mnist
+check-reports` runs it; so does CI.
 """
 
 from __future__ import annotations
 
+import hashlib
 import json
 import re
 from pathlib import Path
 from typing import Any
 
 from mnist_pipeline.layout import REPORT_FILE
-from mnist_pipeline.lessons import Claims
-from mnist_pipeline.reporting.catalogue import DISTORTION_PAIR, distorted
+from mnist_pipeline.lessons import Claims, unpack
+from mnist_pipeline.reporting.catalogue import DISTORTION_PAIR, distorted, render_catalogue, render_side_by_side
 from mnist_pipeline.reporting.markdown import md_escape
 
 LINK = re.compile(r"\]\(([^)\s]+)\)|src=\"([^\"]+)\"")
 # a path that belongs to one machine (a temporary folder, a home, a checkout); a Debian package's data under
 # /usr/share (Fashion-MNIST's IDX files) is where that package puts it on every machine, and is allowed
 MACHINE_PATH = re.compile(r"(?<![\w.~-])/(?:tmp|home|root|work|Users|var|private|mnt|opt|srv)/")
-VERDICTS = {"reproduced", "refuted", "inconclusive", "not comparable", "nothing to compare"}
+OUTCOMES = ("reproduced", "refuted", "inconclusive")
+VERDICTS = {*OUTCOMES, "not comparable", "nothing to compare",
+            *(f"{word} on {place}" for word in ("holds", "does not hold", "not settled")
+              for place in ("MNIST", "Fashion-MNIST", "the MNIST sample"))}
 MIN_SEEDS = 3
 
 
@@ -43,8 +50,10 @@ def machine_paths(root: Path) -> list[str]:
             for match in [MACHINE_PATH.search(page.read_text())] if match]
 
 
-def catalogue_problems(folder: Path, claims: Claims) -> list[str]:
-    """One dataset's catalogue.md against its catalogue.json and the runs' own reports."""
+def catalogue_problems(folder: Path, claims: Claims,
+                       underfit_below: float) -> tuple[list[str], list[dict[str, Any]]]:
+    """One dataset's catalogue.md against its catalogue.json and the runs' own reports; and its recomputed
+    verdicts."""
     data: dict[str, Any] = json.loads((folder / "catalogue.json").read_text())
     page = (folder / "catalogue.md").read_text()
     lines, problems = page.splitlines(), []
@@ -69,7 +78,7 @@ def catalogue_problems(folder: Path, claims: Claims) -> list[str]:
             problems.append(f"{folder}: the claim {claim.id!r} has no verdict ({verdict.get('verdict')})")
         elif f"**{verdict['verdict']}**" not in page:
             problems.append(f"{folder}/catalogue.md: the verdict of {claim.id!r} is not shown")
-        if claim.kind == "paired" and verdict.get("verdict") not in ("reproduced", "refuted", "inconclusive"):
+        if claim.kind == "paired" and verdict.get("outcome") not in OUTCOMES:
             problems.append(f"{folder}: the lesson {claim.id!r} has no paired test ({verdict.get('verdict')}: "
                             f"{verdict.get('reason')})")
         elif claim.kind == "paired":
@@ -84,7 +93,87 @@ def catalogue_problems(folder: Path, claims: Claims) -> list[str]:
                 and run["spec"].get("claimed_accuracy") is not None
                 and run.get("verdict", {}).get("verdict") not in VERDICTS):
             problems.append(f"{folder}: the claimed number of {run['label']} has no verdict")
-    return problems
+    recomputed, verdicts = recomputed_problems(folder, data, claims, underfit_below)
+    return problems + recomputed, verdicts
+
+
+def first_difference(ours: str, theirs: str) -> tuple[int, str, str] | None:
+    """The first line (1-based) where two texts differ, with both versions of it; None when they are equal."""
+    a, b = ours.splitlines(), theirs.splitlines()
+    for number, (x, y) in enumerate(zip(a, b), start=1):
+        if x != y:
+            return number, x, y
+    if len(a) != len(b):
+        n = min(len(a), len(b))
+        return n + 1, (a[n] if n < len(a) else "(end)"), (b[n] if n < len(b) else "(end)")
+    return None
+
+
+def differing(first: str, second: str) -> str:
+    """Where two lines first differ, shown from a little before it."""
+    at = next((i for i, (x, y) in enumerate(zip(first, second)) if x != y), min(len(first), len(second)))
+    start = max(0, at - 40)
+    return f"{first[start:at + 60]!r} where the records give {second[start:at + 60]!r}"
+
+
+_RENDERED: dict[tuple[str, int, float], tuple[str, list[dict[str, Any]]]] = {}
+
+
+def rendered(data: dict[str, Any], claims: Claims, underfit_below: float) -> tuple[str, list[dict[str, Any]]]:
+    """The page and verdicts the records give, rendered once per distinct record in a process (the bootstrap makes
+    a catalogue's render take seconds; the checker's own tests check many copies of the same record)."""
+    records = {k: v for k, v in data.items() if k != "claims"}
+    key = (hashlib.sha256(json.dumps(records, sort_keys=True).encode()).hexdigest(), id(claims), underfit_below)
+    if key not in _RENDERED:
+        _RENDERED[key] = render_catalogue(records, claims, underfit_below)
+    return _RENDERED[key]
+
+
+def recomputed_problems(folder: Path, data: dict[str, Any], claims: Claims,
+                        underfit_below: float) -> tuple[list[str], list[dict[str, Any]]]:
+    """Each run's accuracy from its per-image results; then the page and the recorded verdicts, rendered again
+    from the runs' records alone and compared with what is committed. Also the recomputed verdicts."""
+    problems = []
+    for run in data["results"]:
+        if "failed" in run or "correct" not in run:
+            continue
+        recomputed = unpack(run["correct"], run["test_total"]).mean()
+        if abs(recomputed - run["metrics"]["accuracy"]) > 1e-9:
+            problems.append(f"{folder}/catalogue.json: {run['label']} seed {run['seed']} records accuracy "
+                            f"{run['metrics']['accuracy']:.4f}, its per-image results give {recomputed:.4f}")
+    text, verdicts = rendered(data, claims, underfit_below)
+    found = first_difference(text, (folder / "catalogue.md").read_text())
+    if found:
+        number, ours, theirs = found
+        problems.append(f"{folder}/catalogue.md: line {number} is not what the records give: "
+                        f"{differing(theirs, ours)}")
+    recorded = json.loads(json.dumps(data.get("claims") or []))
+    for claim, mine, theirs in zip(claims.claims, json.loads(json.dumps(verdicts)), recorded):
+        if mine != theirs:
+            keys = sorted(k for k in {*mine, *theirs} if mine.get(k) != theirs.get(k))
+            problems.append(f"{folder}/catalogue.json: the recorded verdict of {claim.id!r} differs from its runs' in "
+                            f"{', '.join(keys)} ({theirs.get('verdict')!r}; the runs give {mine.get('verdict')!r})")
+    return problems, verdicts
+
+
+def lessons_problems(root: Path, claims: Claims, verdicts: dict[str, list[dict[str, Any]]]) -> list[str]:
+    """lessons.md against the side-by-side page rendered from every complete catalogue's recomputed `verdicts`
+    (dataset -> its claims' verdicts)."""
+    page = root / "lessons.md"
+    catalogues = {}
+    for dataset in ("mnist", "fashion_mnist"):
+        record = root / dataset / "catalogue.json"
+        if record.is_file():
+            if dataset not in verdicts:
+                return []  # a catalogue in progress: lessons.md keeps its last complete verdicts until it is done
+            catalogues[dataset] = {**json.loads(record.read_text()), "claims": verdicts[dataset]}
+    if not catalogues or not page.is_file():
+        return [f"{page}: missing"] if catalogues else []
+    found = first_difference(render_side_by_side(catalogues, claims), page.read_text())
+    if not found:
+        return []
+    number, ours, theirs = found
+    return [f"{page}: line {number} is not what the catalogues' records give: {differing(theirs, ours)}"]
 
 
 def distortion_problems(folder: Path, data: dict[str, Any], page: str) -> list[str]:
@@ -153,13 +242,15 @@ def in_progress(root: Path) -> list[str]:
     return found
 
 
-def check_reports(root: Path, claims: Claims) -> list[str]:
-    """Every problem found under the reference reports folder `root`, one line each. A catalogue in progress
-    (complete: false) is not judged, but it must not have a page: a page is written only when it is complete."""
-    problems = broken_links(root) + machine_paths(root)
+def check_reports(root: Path, claims: Claims, underfit_below: float) -> list[str]:
+    """Every problem found under the reference reports folder `root`, one line each (`underfit_below`: evaluate's
+    params, which the verdicts use). A catalogue in progress (complete: false) is not judged, but it must not have
+    a page: a page is written only when it is complete."""
+    problems, verdicts = broken_links(root) + machine_paths(root), {}
     for record in sorted(root.glob("*/catalogue.json")):
         if json.loads(record.read_text()).get("complete", True):
-            problems += catalogue_problems(record.parent, claims)
+            found, verdicts[record.parent.name] = catalogue_problems(record.parent, claims, underfit_below)
+            problems += found
         elif (record.parent / "catalogue.md").exists():
             problems.append(f"{record.parent}/catalogue.md: a page for a catalogue still in progress")
-    return problems
+    return problems + lessons_problems(root, claims, verdicts)
