@@ -8,7 +8,8 @@ Fails (exit 1, one line per problem) on: a relative link that does not resolve, 
 in a report, a catalogue number that differs from its catalogue.json or from the run's own report, a
 claim without a verdict, a lesson without its interval, its paired test or three seeds, and any line of
 a catalogue page or lessons.md that differs from the page rendered again from the runs' records (every
-verdict, interval, p- and q-value and mean ± sd recomputed), or a recorded verdict its runs do not give.
+verdict, interval, p- and q-value and mean ± sd recomputed), or a recorded verdict its runs do not give,
+and a result table marked in README.md or docs/*.md that is not what the records give.
 """
 
 from __future__ import annotations
@@ -33,7 +34,9 @@ def check(root: Path = typer.Option(None, help="the reports folder (default: par
         typer.echo(f"error: {error}", err=True)
         raise typer.Exit(1) from None
     folder = root or Layout.from_params(params).folder("reports")
-    problems = check_reports(folder, claims, parse_section(params, "evaluate", EvaluateParams).underfit_train_below)
+    pages = [Path("README.md"), *sorted(Path("docs").glob("*.md"))]  # their marked result tables (blocks.py)
+    problems = check_reports(folder, claims, parse_section(params, "evaluate", EvaluateParams).underfit_train_below,
+                             [page for page in pages if page.is_file()])
     for problem in problems:
         typer.echo(f"error: {problem}", err=True)
     for line in in_progress(folder):

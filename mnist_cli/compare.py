@@ -39,11 +39,13 @@ from mnist_pipeline.errors import PipelineError
 from mnist_pipeline.files import atomic_path, load_npz, read_json, write_json
 from mnist_pipeline.layout import CLAIMS_FILE, PARAMS_FILE, Layout
 from mnist_pipeline.lessons import load_claims, pack, shown
+from mnist_pipeline.reporting.blocks import fill
 from mnist_pipeline.reporting.catalogue import (
     by_label,
     is_sample,
     ladder_png,
     leaderboard_png,
+    page_tests,
     render_catalogue,
     render_side_by_side,
     training_accuracy_claims,
@@ -324,3 +326,9 @@ def write_catalogue(layout: Layout, target: Path, data: dict[str, Any], claims: 
                   if (layout.catalogue_dir(d) / "catalogue.json").is_file()}
     with atomic_path(layout.folder("reports") / "lessons.md") as tmp:
         tmp.write_text(render_side_by_side(catalogues, claims))
+    families = {d: (c, page_tests(claims, by_label(c["results"]))) for d, c in catalogues.items()
+                if c.get("complete", True)}
+    for page in [Path("README.md"), *sorted(Path("docs").glob("*.md"))]:  # their marked result tables
+        if page.is_file() and (text := page.read_text()) != (filled := fill(text, families, claims)):
+            with atomic_path(page) as tmp:
+                tmp.write_text(filled)

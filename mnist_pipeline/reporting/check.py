@@ -18,8 +18,16 @@ from pathlib import Path
 from typing import Any
 
 from mnist_pipeline.layout import REPORT_FILE
-from mnist_pipeline.lessons import Claims, unpack
-from mnist_pipeline.reporting.catalogue import DISTORTION_PAIR, distorted, render_catalogue, render_side_by_side
+from mnist_pipeline.lessons import Claims, Family, unpack
+from mnist_pipeline.reporting.blocks import block_problems
+from mnist_pipeline.reporting.catalogue import (
+    DISTORTION_PAIR,
+    by_label,
+    distorted,
+    page_tests,
+    render_catalogue,
+    render_side_by_side,
+)
 from mnist_pipeline.reporting.markdown import md_escape
 
 LINK = re.compile(r"\]\(([^)\s]+)\)|src=\"([^\"]+)\"")
@@ -127,6 +135,17 @@ def rendered(data: dict[str, Any], claims: Claims, underfit_below: float) -> tup
     if key not in _RENDERED:
         _RENDERED[key] = render_catalogue(records, claims, underfit_below)
     return _RENDERED[key]
+
+
+_FAMILIES: dict[str, Family] = {}
+
+
+def family_of(data: dict[str, Any], claims: Claims) -> Family:
+    """The catalogue page's controlled tests, from its records, once per distinct record in a process."""
+    key = hashlib.sha256(json.dumps(data["results"], sort_keys=True).encode()).hexdigest() + str(id(claims))
+    if key not in _FAMILIES:
+        _FAMILIES[key] = page_tests(claims, by_label(data["results"]))
+    return _FAMILIES[key]
 
 
 def recomputed_problems(folder: Path, data: dict[str, Any], claims: Claims,
@@ -242,10 +261,12 @@ def in_progress(root: Path) -> list[str]:
     return found
 
 
-def check_reports(root: Path, claims: Claims, underfit_below: float) -> list[str]:
+def check_reports(root: Path, claims: Claims, underfit_below: float, pages: list[Path] | tuple[Path, ...] = ()
+                  ) -> list[str]:
     """Every problem found under the reference reports folder `root`, one line each (`underfit_below`: evaluate's
-    params, which the verdicts use). A catalogue in progress (complete: false) is not judged, but it must not have
-    a page: a page is written only when it is complete."""
+    params, which the verdicts use), and in the result tables marked in `pages` (README.md, docs/: blocks.py). A
+    catalogue in progress (complete: false) is not judged, but it must not have a page: a page is written only
+    when it is complete."""
     problems, verdicts = broken_links(root) + machine_paths(root), {}
     for record in sorted(root.glob("*/catalogue.json")):
         if json.loads(record.read_text()).get("complete", True):
@@ -253,4 +274,8 @@ def check_reports(root: Path, claims: Claims, underfit_below: float) -> list[str
             problems += found
         elif (record.parent / "catalogue.md").exists():
             problems.append(f"{record.parent}/catalogue.md: a page for a catalogue still in progress")
+    families = {dataset: (data, family_of(data, claims)) for dataset in verdicts
+                for data in [json.loads((root / dataset / "catalogue.json").read_text())]}
+    for page in pages:
+        problems += block_problems(page, families, claims)
     return problems + lessons_problems(root, claims, verdicts)

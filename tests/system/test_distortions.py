@@ -19,9 +19,10 @@ from mnist_pipeline.config import read_params
 from mnist_pipeline.distortions import NAMES, split_name
 from mnist_pipeline.files import load_npz
 from mnist_pipeline.layout import Layout
-from mnist_pipeline.lessons import paired_difference
+from mnist_pipeline.lessons import Family
 from mnist_pipeline.metrics import class_ids
-from mnist_pipeline.reporting.catalogue import distortion_section
+from mnist_pipeline.paired import paired_difference
+from mnist_pipeline.reporting.catalogue import distortion_rows, distortion_section
 from mnist_pipeline.reporting.check import distortion_problems
 from tests.harness import stage_env, workspace, write_params
 
@@ -116,7 +117,7 @@ def test_the_run_report_and_the_catalogue_show_the_distorted_accuracies(trained:
         recorded = runs[model][0]["distortions"]
         assert list(recorded) == list(evaluation["distortions"])
         assert all(recorded[n]["accuracy"] == evaluation["distortions"][n]["accuracy"] for n in NAMES)
-    page = "\n".join(distortion_section(runs, 42))
+    page = section(runs)
     print(page)
     assert sum(line.startswith("| ") for line in page.splitlines()) == 1 + 1 + len(NAMES)  # header, clean, each
     data = {"seeds": [42], "results": [run for group in runs.values() for run in group]}
@@ -126,5 +127,13 @@ def test_the_run_report_and_the_catalogue_show_the_distorted_accuracies(trained:
 
     older = {model: [{k: v for k, v in run.items() if k != "distortions"} for run in group]
              for model, group in runs.items()}  # recorded before the distortions existed
-    assert "Not measured yet" in "\n".join(distortion_section(older, 42))
-    assert "Not compared" in "\n".join(distortion_section({"cnn": runs["cnn"]}, 42))
+    assert "Not measured yet" in section(older)
+    assert "Not compared" in section({"cnn": runs["cnn"]})
+
+
+def section(runs: dict[str, list[dict]]) -> str:
+    """The catalogue's distortion section over these runs, its tests controlled as a page's are."""
+    family = Family(runs)
+    distortion_rows(family, 42)
+    family.control()
+    return "\n".join(distortion_section(family, 42))

@@ -29,7 +29,24 @@ def check(root: Path, claims) -> list[str]:
 
 def test_the_committed_reports_pass(claims):
     assert read_params(ROOT / "params.yaml")["evaluate"]["underfit_train_below"] == UNDERFIT
-    assert check(ROOT / "reports", claims) == []
+    pages = [ROOT / "README.md", *sorted((ROOT / "docs").glob("*.md"))]
+    assert check_reports(ROOT / "reports", claims, UNDERFIT, pages) == []
+
+
+def test_a_result_table_in_the_readme_is_recomputed(tmp_path: Path, claims):
+    """The README's marked tables (blocks.py) are the records' own: a number changed, a verdict turned, a table of
+    an unknown kind are each caught."""
+    text = (ROOT / "README.md").read_text()
+    assert text.count("<!-- catalogue: ") >= 4
+    row = next(line for line in text.splitlines() if line.startswith("| off centre |"))
+    readme = tmp_path / "README.md"
+    for planted in (text.replace(row, row.replace("%", "1%", 1)),
+                    text.replace("inside the noise |", "**a finding** |", 1),
+                    text.replace("<!-- catalogue: ablation mnist -->", "<!-- catalogue: ablations mnist -->")):
+        assert planted != text
+        readme.write_text(planted)
+        found = check_reports(ROOT / "reports", claims, UNDERFIT, [readme])
+        assert len(found) == 1 and str(readme) in found[0] and ("is not what" in found[0] or "names no" in found[0])
 
 
 def copy_of_a_catalogue(tmp_path: Path) -> Path:
