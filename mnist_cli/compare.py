@@ -181,7 +181,8 @@ def compare(
     dataset: str = typer.Option("mnist", help="mnist or fashion_mnist"),
     models: str = typer.Option("", help="comma-separated configurations (catalogue entries or claims.yaml "
                                         "variants); empty: all of them"),
-    seeds: int = typer.Option(0, help="run only the first N seeds of claims.yaml (0: all); a lesson needs 3"),
+    seeds: int = typer.Option(0, help="run only the first N seeds of claims.yaml, none of its extra_seeds (0: all "
+                                      "of them); a lesson needs 3"),
     set_: list[str] = typer.Option([], "--set", help="extra params for every run, KEY=VALUE (repeatable)"),
     retry_failed: bool = typer.Option(False, help="keep the successful runs of the last catalogue.json (same dataset "
                                                   "and --set) and run only the failed or missing ones"),
@@ -228,7 +229,7 @@ def compare(
     logs = target / "logs"
     logs.mkdir(parents=True, exist_ok=True)
     runs = [(label, model, overrides, seed) for label, model, overrides in configurations if label in chosen
-            for seed in run_seeds]
+            for seed in (run_seeds if seeds > 0 else claims.seeds_of(label, dataset))]
     last = previous_run(target / "catalogue.json", dataset, extra) if retry_failed else {}
     kept = {(r["label"], r["seed"]): r for r in last.get("results", [])
             if "failed" not in r and r["label"] not in again}

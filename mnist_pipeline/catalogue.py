@@ -47,7 +47,10 @@ class ModelSpec(Section):
     loss: Loss
     hidden: list[int] = Field(default_factory=lambda: [500, 500])  # units of each hidden Dense layer
     activation: Literal["relu", "sigmoid", "tanh"] = "relu"
-    dropout: float = Field(default=0.0, ge=0, lt=1)  # after each hidden layer
+    dropout: float = Field(default=0.0, ge=0, lt=1)  # after each hidden layer (or those of dropout_layers)
+    # the hidden layers (1-based) that dropout follows; None: every one. The Keras-concepts tutorial's dropout net
+    # has none after its first layer (004, line 936): [2, 3, 4]
+    dropout_layers: list[Annotated[int, Field(ge=1)]] | None = None
     conv_filters: list[int] = Field(default_factory=lambda: [32, 32])  # cnn without conv_blocks: 3x3 convs, a pool
     conv_dropout: float | None = Field(default=None, ge=0, lt=1)  # cnn: after each max-pool; None: `dropout`
     # cnn: blocks of 3x3 'same'-padded convolutions, each block then a 2x2 max-pool and `conv_dropout`;
@@ -91,6 +94,15 @@ class ModelSpec(Section):
     def _cnn_only(cls, value: Any, info: ValidationInfo) -> Any:
         if value not in (None, False) and info.data.get("kind", "cnn") != "cnn":
             raise ValueError(f"only for kind cnn (this entry is kind {info.data['kind']})")
+        return value
+
+    @field_validator("dropout_layers")
+    @classmethod
+    def _hidden_layers(cls, value: list[int] | None, info: ValidationInfo) -> list[int] | None:
+        hidden = info.data.get("hidden", [])
+        if value is not None and (len(set(value)) != len(value) or max(value, default=0) > len(hidden)):
+            raise ValueError(f"must name distinct hidden layers 1-{len(hidden)} (the entry has {len(hidden)}), "
+                             f"got {value}")
         return value
 
     @field_validator("weight_decay")

@@ -48,7 +48,8 @@ class Claim(Strict):
     tutorial: str
     dataset: Literal["mnist", "fashion_mnist", "none"]
     claim: str
-    kind: Literal["paired", "rising_val_loss", "stopped_by_threshold", "low_train", "demo", "needs_internet"]
+    kind: Literal["paired", "paired_gap", "rising_val_loss", "stopped_by_threshold", "low_train", "demo",
+                  "needs_internet"]
     a: str | None = None
     b: str | None = None
     expect: Literal["better", "worse", "not_better"] | None = None
@@ -56,6 +57,9 @@ class Claim(Strict):
     stated: str | None = None  # where the tutorial stated that size (its numbers)
     stalled: str | None = None  # the configuration the claim says is stuck or cannot fit (low_train: a)
     recipe: list[str] = Field(default_factory=list)  # how these runs differ from the tutorial's own recipe
+    # the settings a and b differ in, when the claim's one change is several settings (the tutorial's "change it
+    # to SGD" is Keras' SGD() with its own default learning rate); None: exactly one
+    changes: list[str] | None = None
     tolerance: float | None = None
     reason: str | None = None
     command: str | None = None
@@ -77,14 +81,28 @@ class Ladder(Strict):
     steps: list[Step]
 
 
+class ExtraSeeds(Strict):
+    """More seeds for some configurations on some datasets: where the seeds' spread is large and runs are cheap."""
+
+    datasets: list[Literal["mnist", "fashion_mnist"]]
+    seeds: list[int] = Field(min_length=1)
+    configurations: list[str] = Field(min_length=1)
+
+
 class Claims(Strict):
     seeds: list[int] = Field(min_length=1)
+    extra_seeds: list[ExtraSeeds] = Field(default_factory=list)
     false_discovery_rate: float = Field(default=FALSE_DISCOVERY_RATE, gt=0, lt=1)  # over each page's tests
     min_effect: float = Field(default=MIN_EFFECT, ge=0, le=1)  # in accuracy: smaller is never a finding
     configurations: dict[str, Configuration]
     claims: list[Claim]
     ladders: list[Ladder]
     recipes: dict[str, list[str]] = Field(default_factory=dict)  # catalogue entry -> how it differs from its tutorial
+
+    def seeds_of(self, label: str, dataset: str) -> list[int]:
+        """The seeds a configuration runs with on a dataset: `seeds`, then any `extra_seeds` for it there."""
+        extra = [s for e in self.extra_seeds if dataset in e.datasets and label in e.configurations for s in e.seeds]
+        return list(dict.fromkeys([*self.seeds, *extra]))
 
     def labels(self, catalogue: list[str]) -> list[tuple[str, str, dict[str, Any]]]:
         """(label, model, overrides) of every configuration: each catalogue entry, then the variants."""
@@ -101,7 +119,7 @@ def load_claims(path: Path, catalogue: list[str]) -> Claims:
     known = set(catalogue) | set(claims.configurations)
     named = [c.model for c in claims.configurations.values()]
     named += [label for c in claims.claims for label in (c.a, c.b, c.stalled) if label]
-    named += list(claims.recipes)
+    named += list(claims.recipes) + [label for extra in claims.extra_seeds for label in extra.configurations]
     named += [label for ladder in claims.ladders for s in ladder.steps for label in (s.label, s.from_) if label]
     unknown = sorted({label for label in named if label not in known})
     if unknown or any(c.model not in catalogue for c in claims.configurations.values()):
@@ -158,6 +176,10 @@ def compare_pair(runs_a: list[dict[str, Any]], runs_b: list[dict[str, Any]]) -> 
                              for s in seeds]),
             "gap_b": spread([by_seed_b[s]["metrics"]["train_accuracy"] - by_seed_b[s]["metrics"]["val_accuracy"]
                              for s in seeds]),
+            "gap_change_per_seed": [
+                (by_seed_b[s]["metrics"]["train_accuracy"] - by_seed_b[s]["metrics"]["val_accuracy"])
+                - (by_seed_a[s]["metrics"]["train_accuracy"] - by_seed_a[s]["metrics"]["val_accuracy"])
+                for s in seeds],
             "loss_a": spread([by_seed_a[s]["metrics"]["loss"] for s in seeds]),
             "loss_b": spread([by_seed_b[s]["metrics"]["loss"] for s in seeds]),
             "changed": {k: [shown(v) for v in pair] for k, pair in
@@ -258,6 +280,27 @@ def paired_verdict(expect: str, result: dict[str, Any], at_least: float = 0.0) -
                             "points")
 
 
+def gap_verdict(result: dict[str, Any], min_effect: float, runs_a: list[dict[str, Any]],
+                runs_b: list[dict[str, Any]]) -> tuple[str, str]:
+    """A claim that b overfits less than a (dropout), judged on the train-validation gap seed by seed: reproduced
+    when every seed's gap is smaller with b and the mean by at least `min_effect`; refuted when every seed's is
+    larger by as much; otherwise inconclusive (no bootstrap: each seed gives one gap, measured on a sample of
+    training images and the validation images). How often validation loss ends above its minimum is said too."""
+    changes = result["gap_change_per_seed"]
+    mean = sum(changes) / len(changes)
+    shown = (f"the train-validation gap changed by {mean * 100:+.2f} points on average (per seed "
+             + ", ".join(f"{c * 100:+.1f}" for c in changes) + ")")
+    rose_a, rose_b = (sum(rises(r["history"].get("val_loss", [])) for r in group) for group in (runs_a, runs_b))
+    rising = (f"; validation loss ends above its minimum in {rose_a} of {len(runs_a)} seeds without the change, "
+              f"{rose_b} of {len(runs_b)} with it")
+    if all(c < 0 for c in changes) and -mean >= min_effect:
+        return "reproduced", f"{shown}: smaller in every seed{rising}"
+    if all(c > 0 for c in changes) and mean >= min_effect:
+        return "refuted", f"{shown}: larger in every seed{rising}"
+    return "inconclusive", (f"{shown}: the seeds do not agree on a change of at least {min_effect * 100:g} point"
+                            f"{rising}")
+
+
 def still_improving_seeds(runs: list[dict[str, Any]]) -> list[int]:
     """The seeds whose run was still improving at its last epoch (evaluate's diagnosis: undertrained)."""
     return [r["seed"] for r in runs if r["diagnosis"].startswith("undertrained")]
@@ -281,16 +324,22 @@ def judge_claim(claim: Claim, family: Family, underfit_below: float, demo: dict[
                 "reason": f"predict({demo['at']:g}) = {demo['prediction']:.4f}, {off:.4f} from the claimed "
                           f"{claimed:g} (tolerance {claim.tolerance:g})"}
     runs_a = runs.get(claim.a or "", [])
-    if not runs_a or (claim.kind == "paired" and not runs.get(claim.b or "")):
+    if not runs_a or (claim.kind in ("paired", "paired_gap") and not runs.get(claim.b or "")):
         missing = claim.a if not runs_a else claim.b
         return {**out, "verdict": "not run", "reason": f"no successful run of {missing}"}
     like_for_like = qualified("reproduced", claim.dataset, where) == "reproduced"
-    if claim.kind == "paired":
+    if claim.kind in ("paired", "paired_gap"):
         result = family.pair(claim.a or "", claim.b or "")
-        outcome, reason = paired_verdict(claim.expect or "better", result, claim.at_least if like_for_like else 0.0)
-        if len(result["changed"]) != 1:
+        if claim.kind == "paired":
+            outcome, reason = paired_verdict(claim.expect or "better", result,
+                                             claim.at_least if like_for_like else 0.0)
+        else:
+            outcome, reason = gap_verdict(result, family.min_effect, runs_a, runs[claim.b or ""])
+        declared = sorted(claim.changes) if claim.changes else None
+        if (declared is None and len(result["changed"]) != 1) or (declared and sorted(result["changed"]) != declared):
             outcome, reason = "not comparable", (f"the two differ in {len(result['changed'])} settings "
-                                                 f"({', '.join(result['changed'])}), not one")
+                                                 f"({', '.join(result['changed'])}), not "
+                                                 + (", ".join(declared) if declared else "one"))
         judged = {**out, **result}
     elif claim.kind == "rising_val_loss":
         rising = [r["seed"] for r in runs_a if rises(r["history"].get("val_loss", []))]

@@ -76,13 +76,14 @@ def compiled_metrics(spec: ModelSpec) -> list[Any]:
 
 
 def dense_head(spec: ModelSpec) -> list[Any]:
-    """Hidden Dense layers (each followed by dropout when set) and the softmax output."""
+    """Hidden Dense layers (each, or each of `dropout_layers`, followed by dropout when set) and the softmax
+    output."""
     from keras import layers
 
     stack: list[Any] = []
-    for units in spec.hidden:
+    for position, units in enumerate(spec.hidden, start=1):
         stack.append(layers.Dense(units, activation=spec.activation))
-        if spec.dropout:
+        if spec.dropout and (spec.dropout_layers is None or position in spec.dropout_layers):
             stack.append(layers.Dropout(spec.dropout))
     return [*stack, layers.Dense(N_CLASSES, activation="softmax")]
 

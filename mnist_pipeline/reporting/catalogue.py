@@ -34,6 +34,7 @@ from mnist_pipeline.reporting.plots import figure, save
 
 DATASET_NAMES = {"mnist": "MNIST", "fashion_mnist": "Fashion-MNIST", "none": "no dataset"}
 DISTORTION_PAIR = ("cnn", "modern_cnn")  # our recipe of the CSDN tutorial's CNN and the modern entry, on distortions
+PAIRED = ("paired", "paired_gap")  # the claims that compare two configurations over the same seeds and images
 ZOOM_ABOVE = 0.9  # the leaderboard's second panel: configurations whose mean accuracy is at least this
 
 
@@ -152,7 +153,7 @@ def lesson_rows(verdicts: list[dict[str, Any]], claims: Claims, dataset: str) ->
     for claim, v in zip(claims.claims, verdicts):
         where = DATASET_NAMES[claim.dataset] + ("" if claim.dataset in (dataset, "none") else
                                                 f" (judged here on {DATASET_NAMES[dataset]})")
-        if claim.kind == "paired" and "ci95" in v:
+        if claim.kind in PAIRED and "ci95" in v:
             changed = "; ".join(f"{k}: {a} → {b}" for k, (a, b) in v["changed"].items())
             compared = (f"{md_escape(claim.a or '')} {mean_sd(v['a'])} → "
                         f"{md_escape(claim.b or '')} {mean_sd(v['b'])}; "
@@ -175,7 +176,7 @@ def lesson_notes(verdicts: list[dict[str, Any]], claims: Claims, place: str) -> 
     whether that is a finding, and how the runs differ from the tutorial's own recipe."""
     lines = []
     for claim, v in zip(claims.claims, verdicts):
-        if claim.kind == "paired" and "ci95" in v:
+        if claim.kind in PAIRED and "ci95" in v:
             said = (f"On {place}, {md_escape(claim.b or '')} scored {v['b']['mean']:.1%} and "
                     f"{md_escape(claim.a or '')} {v['a']['mean']:.1%} on average over {v['seeds']} seeds; the "
                     f"difference per seed was {per_seed(v)} points. ")
@@ -183,7 +184,9 @@ def lesson_notes(verdicts: list[dict[str, Any]], claims: Claims, place: str) -> 
                      f"That is inside the noise ({why_not(v)}): these seeds do not show a difference.")
         else:
             said = f"{md_escape(v['reason'])[:1].upper()}{md_escape(v['reason'])[1:]}."
-        if claim.kind == "paired" and "still improving" in v.get("reason", ""):
+        if claim.kind == "paired_gap":
+            said += f" Judged on overfitting itself: {md_escape(v['reason'])}."
+        if claim.kind in PAIRED and "still improving" in v.get("reason", ""):
             said += (f" But {md_escape(claim.stalled or '')} was still improving at its last epoch: a run still "
                      "improving has not shown that it is stuck or cannot fit.")
         if claim.recipe:
@@ -360,7 +363,7 @@ def page_tests(claims: Claims, runs: dict[str, list[dict[str, Any]]]) -> Family:
     modern entry's changes on them), computed once each and controlled together."""
     family = Family(runs, claims.false_discovery_rate, claims.min_effect)
     for claim in claims.claims:
-        if claim.kind == "paired" and runs.get(claim.a or "") and runs.get(claim.b or ""):
+        if claim.kind in PAIRED and runs.get(claim.a or "") and runs.get(claim.b or ""):
             family.pair(claim.a or "", claim.b or "")
     for ladder in claims.ladders:
         ladder_rows(ladder, family)

@@ -22,6 +22,7 @@ from mnist_pipeline.lessons import Claims, Family, unpack
 from mnist_pipeline.reporting.blocks import block_problems
 from mnist_pipeline.reporting.catalogue import (
     DISTORTION_PAIR,
+    PAIRED,
     by_label,
     distorted,
     page_tests,
@@ -86,10 +87,10 @@ def catalogue_problems(folder: Path, claims: Claims,
             problems.append(f"{folder}: the claim {claim.id!r} has no verdict ({verdict.get('verdict')})")
         elif f"**{verdict['verdict']}**" not in page:
             problems.append(f"{folder}/catalogue.md: the verdict of {claim.id!r} is not shown")
-        if claim.kind == "paired" and verdict.get("outcome") not in OUTCOMES:
+        if claim.kind in PAIRED and verdict.get("outcome") not in OUTCOMES:
             problems.append(f"{folder}: the lesson {claim.id!r} has no paired test ({verdict.get('verdict')}: "
                             f"{verdict.get('reason')})")
-        elif claim.kind == "paired":
+        elif claim.kind in PAIRED:
             if not verdict.get("ci95") or "p" not in verdict:
                 problems.append(f"{folder}: the lesson {claim.id!r} has no interval or paired test")
             elif verdict.get("seeds", 0) < MIN_SEEDS:

@@ -155,6 +155,21 @@ def test_cnn_dropout_rates():
     assert rates({"dropout": 0.4, "conv_dropout": None}) == [0.4] * 4
 
 
+def test_dropout_after_chosen_hidden_layers_only():
+    """`dropout_layers`: the Keras-concepts tutorial's dropout net has none after its first layer (004, line 936);
+    a layer the entry does not have, or one named twice, is refused naming the key."""
+    def follows(overrides: dict) -> list[int]:
+        model = build_model(model_spec({"d": {**MODELS["deep_relu_dropout"], **overrides}}, "d"), (784,))
+        kinds = [type(layer).__name__ for layer in model.layers]
+        return [kinds[:i].count("Dense") for i, kind in enumerate(kinds) if kind == "Dropout"]
+
+    assert follows({}) == [1, 2, 3, 4]
+    assert follows({"dropout_layers": [2, 3, 4]}) == [2, 3, 4]
+    for bad in ([5], [2, 2]):
+        with pytest.raises(PipelineError, match=r"d\.dropout_layers"):
+            model_spec({"d": {**MODELS["deep_relu_dropout"], "dropout_layers": bad}}, "d")
+
+
 def test_restored_epoch_is_the_first_lowest_validation_loss():
     """Keras restores the best weights at the end of training even without stopping early: the report must say
     which epoch's weights it evaluated, not only how training stopped."""
