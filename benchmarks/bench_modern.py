@@ -90,7 +90,7 @@ def run(repo: Path, config: tuple[str, dict], dataset: str, seed: int, settings:
     test = json.loads((repo / "evaluation" / "evaluation.json").read_text())["intervals"]["test"]  # evaluate's
     trained = json.loads((repo / "model" / "train.json").read_text())
     return {"dataset": dataset, "seed": seed, "accuracy": metrics["accuracy"], "test_images": test["total"],
-            "ci95": test["ci95"], "train_seconds": metrics["train_seconds"],
+            "ci95": test["ci95"], "train_seconds": trained["seconds"],
             "epochs": trained["epochs_run"], "stopped_by": trained["stopped_by"],
             "repro_seconds": round(time.perf_counter() - started, 1)}
 

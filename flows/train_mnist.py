@@ -147,7 +147,7 @@ def register_model(folder: str, root: str, started_at: str) -> dict[str, Any]:
     layout, settings = Layout.from_params(params, work), parse_section(params, "registry", RegistryParams)
     trained = json.loads(layout.train_record.read_text())
     model = trained["model"]
-    record = {"metrics": json.loads(layout.metrics.read_text()),
+    record = {"metrics": {**json.loads(layout.metrics.read_text()), "train_seconds": trained["seconds"]},
               "params": {k: params[k] for k in ("data", "prepare", "resize", "features", "train")},
               "model_spec": trained["spec"], "resumed_from_checkpoint": trained["resumed_from_checkpoint"],
               "flow_run_id": str(flow_run.get_id()), "run_started_at": started_at, **run_lineage(work, project)}

@@ -1,7 +1,8 @@
-"""`mnist predict`: classify images with a registered model.
+"""`mnist predict`: classify images with a registered model, or with the model a run just trained.
 
 \b
     mnist predict cnn@champion digits.npz photos/ seven.jpg
+    mnist predict model/model.keras seven.jpg      # the workspace's model, after `dvc repro`
 """
 
 from __future__ import annotations
@@ -16,9 +17,12 @@ from mnist_pipeline import registry
 from mnist_pipeline.errors import PipelineError
 
 
-def predict(ref: str = typer.Argument(..., help="NAME@vN or NAME@champion"),
-            inputs: list[Path] = typer.Argument(..., help="PNG/JPEG files, folders of them, or .npz files with "
-                                                          "an (N, 28, 28) array under 'x', 'images' or 'x_test'"),
+def predict(ref: str = typer.Argument(..., metavar="MODEL",
+                                      help="a registered version, NAME@vN or NAME@champion, or a .keras file the "
+                                           "train stage wrote (model/model.keras, with its train.json beside it)"),
+            inputs: list[Path] = typer.Argument(..., metavar="INPUT...",
+                                                help="PNG/JPEG files, folders of them, or .npz files with "
+                                                     "an (N, 28, 28) array under 'x', 'images' or 'x_test'"),
             root: Path = ROOT_OPTION,
             as_json: bool = typer.Option(False, "--json", help="JSON instead of a table")) -> None:
     """Predict the class of each image with a registered model: label, probability, top-3.
@@ -27,25 +31,30 @@ def predict(ref: str = typer.Argument(..., help="NAME@vN or NAME@champion"),
     fitted into 20x20, centred by centre of mass in 28x28.
 
     A file that cannot be read (not an image, truncated, too large) is reported on its own row and the
-    rest go on; the exit code is then 1. A model file whose sha256 is not the registered one is refused.
+    rest go on; the exit code is then 1. A model file whose sha256 is not the one its registry record (or its
+    train record, for a .keras file) names is refused; models load in Keras' safe mode.
     """
     from mnist_pipeline import predict as predicting
 
     try:
-        name, number = registry.resolve(root, ref)
-        record = registry.read_record(root, name, number)
+        if ref.endswith(".keras"):
+            record, path, shown = predicting.local_record(Path(ref)), Path(ref), ref
+        else:
+            name, number = registry.resolve(root, ref)
+            record, shown = registry.read_record(root, name, number), f"{name}@v{number}"
+            path = registry.checked_model_path(root, name, number, record)
         items = predicting.collect(inputs)
         if not items:
             raise PipelineError(f"nothing to predict in {', '.join(map(str, inputs))}")
-        model = predicting.load_model(registry.checked_model_path(root, name, number, record))
+        model = predicting.load_model(path)
         rows = predicting.predict(model, record, items)
     except PipelineError as exc:
         fail(exc)
     failed = [row for row in rows if "error" in row]
     if as_json:
-        typer.echo(json.dumps({"model": f"{name}@v{number}", "predictions": rows}, indent=2))
+        typer.echo(json.dumps({"model": shown, "predictions": rows}, indent=2))
     else:
-        typer.echo(f"{name}@v{number}: {len(rows) - len(failed)} predicted, {len(failed)} refused")
+        typer.echo(f"{shown}: {len(rows) - len(failed)} predicted, {len(failed)} refused")
         width = max(len("file"), *(len(one_line(row["file"])) for row in rows))
         typer.echo(f"{'file'.ljust(width)}  label  probability  top-3")
         for row in rows:

@@ -200,7 +200,7 @@ def run_lineage(folder: Path, root: Path) -> dict[str, Any]:
 def api_error(url: str | None) -> str | None:
     """Why the Prefect API at `url` cannot be used, or None (a sweep's workers need a real server)."""
     if not url:
-        return "PREFECT_API_URL is not set; start a server (bash scripts/prefect-server.sh) and export it"
+        return "PREFECT_API_URL is not set; start a server (bash scripts/prefect.sh, README) and export it"
     try:
         with urllib.request.urlopen(f"{url.rstrip('/')}/health", timeout=10) as answer:
             return None if answer.status == 200 else f"the Prefect API at {url} answered {answer.status}"

@@ -13,6 +13,7 @@ holds before numpy allocates them.
 
 from __future__ import annotations
 
+import json
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -22,7 +23,7 @@ import numpy as np
 from mnist_pipeline import import_tensorflow
 from mnist_pipeline.config import FeaturesParams, ResizeParams, parse_section
 from mnist_pipeline.errors import PipelineError
-from mnist_pipeline.files import load_npz
+from mnist_pipeline.files import load_npz, sha256_file
 from mnist_pipeline.images import extract, image_files, mnist_style, read_gray, resize_gray_to_rgb, vgg16_base
 
 NPZ_KEYS = ("x", "images", "x_test")
@@ -129,6 +130,32 @@ def load_model(path: Path) -> Any:
     except Exception as exc:  # Keras raises ValueError for unsafe code, others for a corrupt file
         first = str(exc).strip().splitlines()[0][:200] if str(exc).strip() else type(exc).__name__
         raise PipelineError(f"{path}: refused to load the model ({first})") from None
+
+
+def local_record(path: Path) -> dict[str, Any]:
+    """What predict needs to know of a model file the train stage wrote (`model/model.keras`), from the train
+    record beside it (train.json): how its inputs were scaled, its catalogue kind, its sha256, which is checked
+    here so that a changed or swapped file is never loaded. A file without that record is refused."""
+    trained_path = path.with_name("train.json")
+    if not path.is_file():
+        raise PipelineError(f"{path}: no such model file")
+    try:
+        trained = json.loads(trained_path.read_text())
+    except (OSError, ValueError):
+        raise PipelineError(f"{path}: no train record ({trained_path.name}) beside it to say how its inputs were "
+                            "made; predict a model the train stage wrote, or a registered version "
+                            "(NAME@vN)") from None
+    if "prepare" not in trained or not isinstance(trained.get("model_sha256"), str):
+        raise PipelineError(f"{trained_path}: written before train recorded the input scale and the model's "
+                            "sha256; run `dvc repro train` again")
+    if trained["spec"].get("kind") == "vgg16":
+        raise PipelineError(f"{path}: a VGG16 head predicts from the features stage's output; register it (a "
+                            "deployment run) and predict the version")
+    actual = sha256_file(path)
+    if actual != trained["model_sha256"]:
+        raise PipelineError(f"{path}: sha256 {actual[:12]}... is not the {trained['model_sha256'][:12]}... its train "
+                            "record names (the file was changed or swapped); refused to load it")
+    return {"params": {"prepare": trained["prepare"]}, "model_spec": trained["spec"], "model": trained["model"]}
 
 
 def predict(model: Any, record: dict[str, Any], items: list[Item]) -> list[dict[str, Any]]:

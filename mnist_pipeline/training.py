@@ -15,6 +15,7 @@ import math
 import os
 import shutil
 import sys
+import zipfile
 from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
@@ -217,8 +218,43 @@ def layer_table(model: Any) -> list[list[str]]:
 
 
 def save_model(model: Any, path: Path) -> None:
-    """Save atomically: Keras writes a temporary .keras file that is then moved into place."""
+    """Save atomically (Keras writes a temporary .keras file that is then moved into place), and byte-identical
+    for identical weights: `reproducible_zip` drops what records the time of saving."""
     with atomic_path(path) as tmp:
         keras_tmp = tmp.with_suffix(".keras")
         model.save(keras_tmp)
-        keras_tmp.replace(tmp)
+        reproducible_zip(keras_tmp, tmp)
+        keras_tmp.unlink()
+
+
+ZIP_EPOCH = (1980, 1, 1, 0, 0, 0)  # the earliest time a zip entry can carry
+
+
+def renumbered(node: Any, ids: dict[Any, int]) -> Any:
+    """A Keras config with every `shared_object_id` replaced by 1, 2, ... in order of first appearance (the ids
+    only pair the uses of one shared object within the file)."""
+    if isinstance(node, dict):
+        return {key: (ids.setdefault(value, len(ids) + 1) if key == "shared_object_id" else renumbered(value, ids))
+                for key, value in node.items()}
+    if isinstance(node, list):
+        return [renumbered(item, ids) for item in node]
+    return node
+
+
+def reproducible_zip(source: Path, target: Path) -> None:
+    """`source` (a .keras zip) rewritten to `target` with every entry dated ZIP_EPOCH, in its own order and
+    compression, without metadata.json's `date_saved` (Keras loads without it), and with config.json's
+    `shared_object_id`s numbered in order of appearance: Keras stamps the weights' entry and the metadata with the
+    time of saving and names a shared object by its Python id(), so two saves of the same weights differed."""
+    with zipfile.ZipFile(source) as old, zipfile.ZipFile(target, "w") as new:
+        for info in old.infolist():
+            data = old.read(info)
+            if info.filename == "metadata.json":
+                metadata = json.loads(data)
+                metadata.pop("date_saved", None)
+                data = json.dumps(metadata).encode()
+            elif info.filename == "config.json":
+                data = json.dumps(renumbered(json.loads(data), {})).encode()
+            entry = zipfile.ZipInfo(info.filename, date_time=ZIP_EPOCH)
+            entry.compress_type, entry.external_attr = info.compress_type, info.external_attr
+            new.writestr(entry, data)

@@ -56,7 +56,7 @@ def describe_stage(name: str) -> str:
              f"  code:   {', '.join(code)}"]
     for kind in ("outs", "metrics", "plots"):
         if stage.get(kind):
-            lines.append(f"  {kind}:{' ' * (6 - len(kind))}{', '.join(fill(o) for o in stage[kind])}")
+            lines.append(f"  {kind}:{' ' * max(1, 6 - len(kind))}{', '.join(fill(o) for o in stage[kind])}")
     return "as dvc.yaml declares it:\n" + "\n".join(lines)
 
 

@@ -27,7 +27,7 @@ from mnist_pipeline.catalogue import ModelSpec, model_input, model_spec
 from mnist_pipeline.config import DistortionsParams, TrainParams, parse_section
 from mnist_pipeline.distortions import describe, distort_prepared
 from mnist_pipeline.errors import PipelineError
-from mnist_pipeline.files import load_npz, read_json, save_npz, write_json
+from mnist_pipeline.files import load_npz, read_json, save_npz, sha256_file, write_json
 from mnist_pipeline.layout import Layout
 from tasks import log, run
 
@@ -135,6 +135,8 @@ def main(params: dict[str, Any], layout: Layout) -> None:
     training.save_model(model, layout.model_file)
     write_json(layout.train_record, {
         "model": settings.model, "spec": spec.model_dump(), "train_params": settings.model_dump(),
+        "model_sha256": sha256_file(layout.model_file),  # `mnist predict model/model.keras` checks it
+        "prepare": {"normalize": prepared["normalized"]},  # the input scale the model was trained on
         "history": history, "epochs_run": len(history.get("loss", [])), "stopped_by": how,
         "restored_epoch": restored,  # the epoch whose weights were evaluated (None: the last)
         "parameters": int(model.count_params()), "seconds": round(seconds, 2), "run_key": key,

@@ -210,3 +210,39 @@ def test_vgg16_head_predicts_through_the_resize_and_features_stages_code(mnist_s
     expected = head.predict(stage_features, verbose=0)
     assert [row["label"] for row in rows] == expected.argmax(1).tolist()
     assert np.allclose([row["probability"] for row in rows], expected.max(1), atol=2e-4)
+
+
+def test_a_model_file_the_train_stage_wrote_predicts_like_its_registered_version(trained, mnist_sample, tmp_path):
+    """`mnist predict model/model.keras ...`: the same predictions as the registered version of the same file,
+    from the train record beside it (its input scale, its sha256); a file changed after training, one without its
+    record and a VGG16 head are each refused in one line."""
+    import shutil
+
+    from mnist_pipeline.files import sha256_file
+    from mnist_pipeline.training import reproducible_zip
+
+    root, _ = trained
+    model = tmp_path / "model" / "model.keras"
+    model.parent.mkdir()
+    shutil.copyfile(root / "cnn" / "v1" / "model.keras", model)
+    spec = registry.read_record(root, "cnn", 1).get("model_spec") or {"kind": "cnn"}
+    record = {"model": "cnn", "spec": spec, "model_sha256": sha256_file(model), "prepare": {"normalize": True}}
+    (model.parent / "train.json").write_text(json.dumps(record))
+    np.savez(tmp_path / "digits.npz", x=mnist_sample["x_test"][:20])
+    local, registered = (cli(root, str(model), str(tmp_path / "digits.npz"), "--json"),
+                         cli(root, "cnn@v1", str(tmp_path / "digits.npz"), "--json"))
+    assert local.returncode == 0 and registered.returncode == 0, local.stderr + registered.stderr
+    assert json.loads(local.stdout)["model"] == str(model)
+    assert json.loads(local.stdout)["predictions"] == json.loads(registered.stdout)["predictions"]
+
+    reproducible_zip(model, tmp_path / "changed.keras")  # the same weights, other bytes
+    shutil.copyfile(tmp_path / "changed.keras", model)
+    changed = cli(root, str(model), str(tmp_path / "digits.npz"))
+    assert changed.returncode == 1 and changed.stderr.count("\n") == 1 and "is not the" in changed.stderr
+    (model.parent / "train.json").write_text(json.dumps({**record, "spec": {"kind": "vgg16"},
+                                                         "model_sha256": sha256_file(model)}))
+    vgg = cli(root, str(model), str(tmp_path / "digits.npz"))
+    assert vgg.returncode == 1 and "VGG16 head" in vgg.stderr
+    (model.parent / "train.json").unlink()
+    alone = cli(root, str(model), str(tmp_path / "digits.npz"))
+    assert alone.returncode == 1 and alone.stderr.count("\n") == 1 and "no train record" in alone.stderr

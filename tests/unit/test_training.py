@@ -98,3 +98,32 @@ def test_an_entry_without_early_stopping_trains_every_epoch(image_slice, tmp_pat
         _, history = fit(spec, image_slice, callbacks(spec, 1, backup, live, False), 0, strategy)
         ran[stops] = len(history["loss"])
     assert ran == {True: 2, False: 4}
+
+
+def test_identical_weights_save_to_identical_bytes(tmp_path: Path):
+    """The .keras zip Keras writes carries the time of saving (the weights' entry and metadata.json's
+    date_saved), so dvc.lock named a new model file on every run; save_model writes none of it, and the file
+    loads in safe mode with the same predictions."""
+    import json
+    import zipfile
+
+    import keras
+
+    from mnist_pipeline.training import ZIP_EPOCH, save_model
+
+    keras.utils.set_random_seed(0)
+    model = keras.Sequential([keras.Input((4,)), keras.layers.Dense(3, activation="softmax")])
+    first, second = tmp_path / "a.keras", tmp_path / "b.keras"
+    save_model(model, first)
+    model.save(tmp_path / "plain.keras")  # Keras' own file: dated
+    save_model(model, second)
+    assert first.read_bytes() == second.read_bytes()
+    with zipfile.ZipFile(first) as ours, zipfile.ZipFile(tmp_path / "plain.keras") as theirs:
+        assert [i.filename for i in ours.infolist()] == [i.filename for i in theirs.infolist()]
+        assert all(i.date_time == ZIP_EPOCH for i in ours.infolist())
+        assert "date_saved" in json.loads(theirs.read("metadata.json"))
+        assert "date_saved" not in json.loads(ours.read("metadata.json"))
+        assert ours.read("model.weights.h5") == theirs.read("model.weights.h5")
+    x = np.ones((2, 4), dtype=np.float32)
+    loaded = keras.saving.load_model(first, safe_mode=True)
+    assert np.array_equal(loaded.predict(x, verbose=0), model.predict(x, verbose=0))
