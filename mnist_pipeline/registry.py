@@ -12,7 +12,7 @@ A version is assembled in a temporary folder (`.staging-<host>-<pid>-<random>`) 
 into place under a file lock, so numbering stays correct with runs registering at once, a killed
 registration leaves no `vN`, and an existing version is never overwritten. Versions are readable
 by others (folders 0755, files 0644), like every other artifact. Why not MLflow's registry or
-GTO: see the README ("Versioned models").
+GTO: see docs/prefect.md.
 """
 
 from __future__ import annotations

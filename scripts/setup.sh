@@ -68,7 +68,7 @@ install_python_packages() {
     say "installing this project (editable, --no-deps)"
     # -qq: errors only, not setuptools' generic warning about editable installs of a flat layout
     "$venv/bin/python" -m pip install -qq --disable-pip-version-check --no-deps "${isolation[@]}" -e "$ROOT"
-    "$venv/bin/python" -m pip check >&2 || { say "pip check failed: the lock is inconsistent (re-lock, README)"; exit 1; }
+    "$venv/bin/python" -m pip check >&2 || { say "pip check failed: the lock is inconsistent (re-lock: docs/pipeline.md, Dependencies and pins)"; exit 1; }
     "$venv/bin/python" "$ROOT/scripts/check_lock.py" || exit 1
     echo "$want" > "$stamp"
   fi
