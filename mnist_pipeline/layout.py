@@ -8,14 +8,18 @@ flows, the command line and tests all ask a `Layout` for a path.
 from __future__ import annotations
 
 import os
+import subprocess
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
+
+import yaml
 
 from mnist_pipeline.config import Section, parse_section
 from mnist_pipeline.errors import PipelineError
 
 PARAMS_FILE = Path("params.yaml")  # the one file of knobs, at the project root
+TRAIN_RECORD = "train.json"  # the train stage's record, beside the model file it describes
 REPORT_FILE = "report.md"  # a run's report in its folder: report/, a catalogue's runs/<label>/, a registry version's
 CLAIMS_FILE = Path("claims.yaml")  # the tutorials' qualitative claims and the variants that judge them
 
@@ -60,6 +64,17 @@ class Layout:
                    if not Path(os.path.normpath(root / value)).is_relative_to(root)]
         if outside:
             raise PipelineError(f"{', '.join(outside)}: outside the project {root}; stages write only inside it")
+
+    def check_kept(self, params: dict[str, Any]) -> None:
+        """Refuse, before DVC or a stage deletes anything, a `paths` folder that is the project root or is,
+        contains or lies inside a folder kept for something else (`kept_problems`)."""
+        own = committed_paths(self.root)
+        problems = kept_problems(self.paths.model_dump(), kept_folders(params, self.root), tracked_folders(self.root),
+                                 own)
+        if problems:
+            more = f" (and {len(problems) - 1} more)" if len(problems) > 1 else ""
+            raise PipelineError(f"{problems[0]}{more}: an output folder must be one of its own, since DVC deletes "
+                                "it before its stage runs; nothing was deleted")
 
     # fetch
     @property
@@ -109,7 +124,7 @@ class Layout:
 
     @property
     def train_record(self) -> Path:
-        return self.folder("model") / "train.json"
+        return self.folder("model") / TRAIN_RECORD
 
     @property
     def predictions(self) -> Path:
@@ -192,3 +207,75 @@ class Layout:
     @property
     def params_file(self) -> Path:
         return self.root / PARAMS_FILE
+
+
+GUARD_DIR = "guard"  # the guard stage's output: not a `paths` value, so no run can point it anywhere else
+
+# Folders a `paths` value may never be, contain or lie inside (besides git-tracked ones and other outputs').
+KEPT = {".git": "git's folder", ".dvc": "DVC's folder", ".venv": "the virtual environment",
+        ".prefect": "the Prefect server's folder", GUARD_DIR: "the guard stage's folder"}
+
+
+def kept_folders(params: dict[str, Any], root: Path) -> dict[str, str]:
+    """Folder (relative, normalised) -> what the project keeps in it: KEPT, the registry, the download cache."""
+    registry_dir = (params.get("registry") or {}).get("dir", "registry")
+    cache_dir = (params.get("data") or {}).get("cache_dir", "data/cache")
+    return {**KEPT, os.path.normpath(str(registry_dir)): "the model registry (registry.dir)",
+            os.path.normpath(str(cache_dir)): "the download cache (data.cache_dir)"}
+
+
+def tracked_folders(root: Path) -> set[str]:
+    """Every folder holding a git-tracked file, with its parents (empty outside a git repository)."""
+    done = subprocess.run(["git", "ls-files", "-z"], cwd=root, capture_output=True)
+    if done.returncode:
+        return set()
+    folders = set()
+    for name in done.stdout.decode(errors="replace").split("\0"):
+        parent = os.path.dirname(name)
+        while parent:
+            folders.add(parent)
+            parent = os.path.dirname(parent)
+    return folders
+
+
+def committed_paths(root: Path) -> dict[str, str]:
+    """The `paths` of the committed params.yaml (git HEAD): each output's own folder ({} without git)."""
+    done = subprocess.run(["git", "show", f"HEAD:{PARAMS_FILE}"], cwd=root, capture_output=True, text=True)
+    try:
+        return {k: os.path.normpath(str(v)) for k, v in (yaml.safe_load(done.stdout) or {}).get("paths", {}).items()}
+    except (yaml.YAMLError, AttributeError):
+        return {}
+
+
+def overlap(a: str, b: str) -> str | None:
+    """How folder `a` overlaps folder `b` ("is", "contains", "lies inside"), or None; both relative, normalised."""
+    if a == b:
+        return "is"
+    if a == "." or b.startswith(a + "/"):
+        return "contains"
+    if b == "." or a.startswith(b + "/"):
+        return "lies inside"
+    return None
+
+
+def kept_problems(paths: dict[str, str], kept: dict[str, str], tracked: set[str], own: dict[str, str]) -> list[str]:
+    """Why each `paths` value may not be an output folder: it is the project root, or it is, contains or lies
+    inside a folder `kept` for something else, another output's folder, or a git-tracked folder (`tracked`), unless
+    it is the folder the committed params give that output (`own`). Pure: relative paths in, one line each out."""
+    values = {key: os.path.normpath(str(value)) for key, value in paths.items()}
+    problems = []
+    # the outputs moved from their own folders first: theirs is the problem the user made
+    for key, folder in sorted(values.items(), key=lambda item: item[1] == own.get(item[0])):
+        where = f"paths.{key}={paths[key]!r}"
+        if folder == ".":
+            problems.append(f"{where} is the project root")
+            continue
+        found = [f"{how} {what} ({name})" for name, what in kept.items() if (how := overlap(folder, name))]
+        found += [f"{how} paths.{other}'s folder ({values[other]})" for other in values
+                  if other != key and (how := overlap(folder, values[other]))]
+        if folder != own.get(key):
+            found += [f"{how} the git-tracked folder {name}" for name in sorted(tracked)
+                      if (how := overlap(folder, name))]
+        if found:
+            problems.append(f"{where} {found[0]}")
+    return problems

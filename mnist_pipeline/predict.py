@@ -25,6 +25,7 @@ from mnist_pipeline.config import FeaturesParams, ResizeParams, parse_section
 from mnist_pipeline.errors import PipelineError
 from mnist_pipeline.files import load_npz, sha256_file
 from mnist_pipeline.images import extract, image_files, mnist_style, read_gray, resize_gray_to_rgb, vgg16_base
+from mnist_pipeline.layout import TRAIN_RECORD
 
 NPZ_KEYS = ("x", "images", "x_test")
 
@@ -136,7 +137,7 @@ def local_record(path: Path) -> dict[str, Any]:
     """What predict needs to know of a model file the train stage wrote (`model/model.keras`), from the train
     record beside it (train.json): how its inputs were scaled, its catalogue kind, its sha256, which is checked
     here so that a changed or swapped file is never loaded. A file without that record is refused."""
-    trained_path = path.with_name("train.json")
+    trained_path = path.with_name(TRAIN_RECORD)
     if not path.is_file():
         raise PipelineError(f"{path}: no such model file")
     try:

@@ -83,6 +83,7 @@ def run(name: str, main: Main, doc: str | None, tensorflow: bool = False) -> NoR
         params = read_params(PARAMS_FILE)
         layout = Layout.from_params(params)
         layout.check_inside()  # before the stage runs: nothing is written outside the project
+        layout.check_kept(params)  # ... nor over what the project keeps (the guard stage checks it before DVC)
         main(params, layout)
         seconds = time.perf_counter() - started
         write_json(layout.timing(name), {"stage": name, "seconds": round(seconds, 2)})

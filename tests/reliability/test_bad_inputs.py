@@ -11,6 +11,7 @@ from __future__ import annotations
 import gzip
 import http.server
 import shutil
+import subprocess
 import threading
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
@@ -214,3 +215,34 @@ def test_a_good_local_file_then_reproduces(repo: Path, small_raw, tmp_path: Path
     assert result.returncode == 0, result.stdout
     assert "fetch: mnist from source 'path' (auto)" in result.stdout
     assert "800 images (600 train / 200 test)" in result.stdout
+
+
+@pytest.mark.e2e
+@pytest.mark.bad_input
+def test_an_output_folder_over_what_the_project_keeps_is_refused_before_dvc_deletes_it(repo: Path):
+    """The probe's data losses: `dvc exp run -S paths.demo=registry` deleted every registered version, `-S
+    paths.live=.` params.yaml and dvc.yaml, `-S paths.demo=docs` the tracked docs/ with an untracked note. DVC
+    refuses an output inside a folder .dvcignore lists before it deletes anything; the guard stage, which runs
+    before every other, refuses the rest in one line (dvclive's start-up cleanup never runs)."""
+    set_params(repo, {"train": {"model": "mlp_500"}})
+    version = repo / "registry" / "mlp_500" / "v1" / "record.json"
+    version.parent.mkdir(parents=True, exist_ok=True)
+    version.write_text('{"a": "registered version"}\n')
+    (repo / "params.yaml").write_text((repo / "params.yaml").read_text() + "# a note of the user's\n")
+    (repo / "docs" / "notes.md").write_text("x\n")
+    kept = {path: path.read_bytes() for path in (version, repo / "params.yaml", repo / "dvc.yaml",
+                                                 repo / "docs" / "notes.md")}
+    for setting, words in (("paths.demo=registry", "is ignored by .dvcignore"),  # DVC's own refusal
+                           ("paths.live=.", "error: guard: paths.live='.' is the project root"),
+                           ("paths.checkpoints=registry", "error: guard: paths.checkpoints='registry' is the model "
+                                                          "registry"),
+                           ("paths.demo=docs", "is ignored by .dvcignore")):
+        done = dvc(repo, "exp", "run", "-S", setting)
+        assert done.returncode != 0 and words in done.stdout, done.stdout
+        for path, content in kept.items():
+            if path.name != "params.yaml":  # dvc exp run -S wrote its setting there; the note stays
+                assert path.read_bytes() == content, (setting, path)
+        assert "# a note of the user's" in (repo / "params.yaml").read_text()
+        subprocess.run(["git", "checkout", "-q", "main"], cwd=repo, capture_output=True)  # DVC leaves HEAD detached
+        set_params(repo, {"train": {"model": "mlp_500"}})
+        (repo / "params.yaml").write_text((repo / "params.yaml").read_text() + "# a note of the user's\n")

@@ -13,7 +13,9 @@ from pathlib import Path
 import pytest
 import yaml
 
-from mnist_pipeline.layout import Layout
+from mnist_pipeline.config import read_params
+from mnist_pipeline.errors import PipelineError
+from mnist_pipeline.layout import Layout, kept_problems
 from tests.harness import ROOT, stage_env
 
 DVC_YAML = yaml.safe_load((ROOT / "dvc.yaml").read_text())
@@ -99,7 +101,7 @@ def test_one_stage_one_module_one_params_section():
     params = yaml.safe_load((ROOT / "params.yaml").read_text())
     for stage in STAGES:
         assert (ROOT / "tasks" / f"{stage}.py").is_file()
-        section = "data" if stage == "fetch" else stage
+        section = {"fetch": "data", "guard": "paths"}.get(stage, stage)  # the guard checks `paths`
         assert section in params and section in DVC_YAML["stages"][stage]["params"], stage
     assert sorted(p.stem for p in (ROOT / "tasks").glob("*.py") if p.stem != "__init__") == sorted(STAGES)
 
@@ -150,3 +152,33 @@ def test_cli_help_lists_the_subcommands():
         sub = subprocess.run(["mnist", command, "--help"], env=stage_env(), capture_output=True, text=True,
                              timeout=120)
         assert sub.returncode == 0 and "Usage: mnist " + command in sub.stdout, sub.stdout + sub.stderr
+
+
+# The rule behind `dvc exp run -S paths.demo=registry` (which deleted every registered version): each `paths` value,
+# moved to each folder the project keeps, is refused in one line, and the committed folders pass.
+KEPT_CASES = [".", ".git", ".git/hooks", ".dvc", ".dvc/cache", ".venv", "registry", "registry/cnn", "data/cache",
+              "guard", "docs", "tests/unit", "mnist_pipeline", "data", "evaluation/sub", "reports/mnist"]
+
+
+@pytest.mark.parametrize("folder", KEPT_CASES)
+def test_no_output_folder_may_be_a_kept_one(folder: str):
+    params = read_params(ROOT / "params.yaml")
+    layout = Layout.from_params(params, ROOT)
+    layout.check_kept(params)  # the committed folders are every output's own
+    for key in params["paths"]:
+        if folder == params["paths"][key]:
+            continue
+        moved = {**params, "paths": {**params["paths"], key: folder}}
+        with pytest.raises(PipelineError) as refused:
+            Layout.from_params(moved, ROOT).check_kept(moved)
+        message = str(refused.value)
+        assert "\n" not in message and message.startswith(f"paths.{key}={folder!r} "), message
+        assert "nothing was deleted" in message
+
+
+def test_an_output_folder_of_its_own_passes():
+    params = read_params(ROOT / "params.yaml")
+    for key, folder in (("demo", "demo_elsewhere"), ("report", "my-report"), ("timings", "timings-2")):
+        moved = {**params, "paths": {**params["paths"], key: folder}}
+        Layout.from_params(moved, ROOT).check_kept(moved)
+    assert kept_problems({"a": "x", "b": "x/y"}, {}, set(), {})[0] == "paths.a='x' contains paths.b's folder (x/y)"

@@ -1,0 +1,28 @@
+"""guard: refuse an output folder that would delete what the project keeps, before DVC deletes anything.
+
+DVC deletes a stage's output folder before it runs the stage, so `dvc exp run -S paths.demo=registry`
+deleted every registered version before the demo stage could say a word. This stage runs first (every
+other stage depends on its output): it checks every `paths` value (`Layout.check_kept`: not the project
+root; not, not inside and not containing the registry, the download cache, git's, DVC's or the virtual
+environment's folder, another output's folder or a git-tracked folder other than the output's own) and
+fails in one line, so DVC stops before any stage that would delete. Its output never changes, so a
+`paths` change re-runs nothing else by itself.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from mnist_pipeline.files import write_json
+from mnist_pipeline.layout import GUARD_DIR, Layout
+from tasks import log, run
+
+
+def main(params: dict[str, Any], layout: Layout) -> None:
+    """`run` has checked the folders (check_inside, check_kept); record that, always with the same bytes."""
+    write_json(layout.root / GUARD_DIR / "paths.json", {"checked": "paths: every output folder is its own"})
+    log(f"guard: {len(layout.paths.model_dump())} output folders checked")
+
+
+if __name__ == "__main__":
+    run("guard", main, __doc__)
