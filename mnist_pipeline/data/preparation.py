@@ -1,10 +1,10 @@
 """Preparing validated data for a model: shape, scale, encode, and split off a validation set.
 
-Images become float32 in [0, 1] (the tutorials show training breaks without x/255),
-flat `(N, 784)` or `(N, 28, 28, 1)` as the chosen model takes them; labels become
-one-hot float32 where the loss needs it, else stay integer class ids. The validation
-set is a stratified, seeded split of the training set, never Keras' `validation_split`,
-which takes the tail of the data (the MNIST sample is sorted by class: its tail is all 9s).
+Images become float32 in [0, 1] by default (`prepare.normalize`; raw 0..255 and (x-127)/127, the tutorials'
+other scalings, are one setting away, and the catalogue judges their lessons), flat `(N, 784)` or
+`(N, 28, 28, 1)` as the chosen model takes them; labels become one-hot float32 where the loss needs it, else
+stay integer class ids. The validation set is a stratified, seeded split of the training set, never Keras'
+`validation_split`, which takes the tail of the data (the MNIST sample is sorted by class: its tail is all 9s).
 """
 
 from __future__ import annotations
