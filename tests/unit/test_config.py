@@ -54,3 +54,19 @@ def test_paths_have_no_defaults_and_name_every_file():
 def test_missing_params_file(tmp_path: Path):
     with pytest.raises(PipelineError, match="params file not found"):
         read_params(tmp_path / "params.yaml")
+
+
+def test_dvc_exp_run_set_changes_only_its_own_lines(tmp_path):
+    """params.yaml is kept in the form DVC writes back (block style, empty for null): `dvc exp run -S` rewrote
+    about 150 lines of the old file (re-wrapped entries, lists split, comments moved), now only its own."""
+    import difflib
+
+    from dvc.utils.hydra import apply_overrides
+
+    copy = tmp_path / "params.yaml"
+    copy.write_text((ROOT / "params.yaml").read_text())
+    apply_overrides(str(copy), ["train.model=mlp_500", "train.epochs=2", "models.cnn.dropout=0.5"])
+    changed = [line for line in difflib.unified_diff((ROOT / "params.yaml").read_text().splitlines(),
+                                                     copy.read_text().splitlines(), lineterm="", n=0)
+               if line.startswith(("+", "-")) and not line.startswith(("+++", "---"))]
+    assert len(changed) == 6, changed  # three lines out, three in
