@@ -178,14 +178,15 @@ def lesson_notes(verdicts: list[dict[str, Any]], claims: Claims, place: str) -> 
     for claim, v in zip(claims.claims, verdicts):
         if claim.kind in PAIRED and "ci95" in v:
             said = (f"On {place}, {md_escape(claim.b or '')} scored {v['b']['mean']:.1%} and "
-                    f"{md_escape(claim.a or '')} {v['a']['mean']:.1%} on average over {v['seeds']} seeds; the "
-                    f"difference per seed was {per_seed(v)} points. ")
-            said += ("After the page's control that is a finding." if v["finding"] else
+                    f"{md_escape(claim.a or '')} {v['a']['mean']:.1%} in test accuracy on average over {v['seeds']} "
+                    f"seeds; the difference per seed was {per_seed(v)} points. ")
+            said += ("After the page's control that difference is a finding." if v["finding"] else
                      f"That is inside the noise ({why_not(v)}): these seeds do not show a difference.")
         else:
             said = f"{md_escape(v['reason'])[:1].upper()}{md_escape(v['reason'])[1:]}."
         if claim.kind == "paired_gap":
-            said += f" Judged on overfitting itself: {md_escape(v['reason'])}."
+            said += (f" The claim is about overfitting, so it is judged on the gap between training and validation "
+                     f"accuracy, not on test accuracy: {md_escape(v['reason'])}.")
         if claim.kind in PAIRED and "still improving" in v.get("reason", ""):
             said += (f" But {md_escape(claim.stalled or '')} was still improving at its last epoch: a run still "
                      "improving has not shown that it is stuck or cannot fit.")
