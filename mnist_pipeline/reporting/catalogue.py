@@ -401,8 +401,9 @@ def control_note(family: Family, place: str) -> str:
             f"controlled together by Benjamini-Hochberg's false discovery rate at {family.rate:g} (q is the "
             f"adjusted p-value), and a difference is **a finding** only when q <= {family.rate:g}, it is at least "
             f"{family.min_effect * 100:g} point, and every seed's own difference has its sign ({found} of the "
-            f"{tests} are): a bootstrap over three seeds cannot see a seed it did not draw, so a question on which "
-            f"the seeds disagree is not settled here. Verdicts on {place} say so in their words.")
+            f"{tests} are): a bootstrap over a few seeds cannot see a seed it did not draw, so a question on which "
+            f"the seeds disagree is not settled here (the cheap configurations of the lessons ran more seeds: "
+            f"each test says how many). Verdicts on {place} say so in their words.")
 
 
 def render_catalogue(data: dict[str, Any], claims: Claims, underfit_below: float) -> tuple[str, list[dict[str, Any]]]:
