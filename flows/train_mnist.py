@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import base64
 import json
+import logging
 import os
 import re
 import subprocess
@@ -26,6 +27,7 @@ from prefect.runtime import flow_run
 
 from mnist_pipeline import registry
 from mnist_pipeline.config import RegistryParams, parse_section, read_params
+from mnist_pipeline.errors import PipelineError
 from mnist_pipeline.files import write_json
 from mnist_pipeline.layout import Layout
 from mnist_pipeline.orchestration import (
@@ -109,6 +111,29 @@ class Repro:
         return errors[0] if errors else f"dvc repro failed (exit {code})"
 
 
+class OneLineErrors(logging.Filter):
+    """A PipelineError is a user's mistake or a stage's own one-line error: its log records (the task's, the flow's
+    and the engine's) keep their message and the error's line, not a traceback of Prefect's internals."""
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        error = record.exc_info[1] if record.exc_info else None
+        if isinstance(error, PipelineError):
+            record.msg, record.args = f"{record.getMessage()}: error: {error}", ()
+            record.exc_info, record.exc_text = None, None
+        return True
+
+
+def install_one_line_errors() -> None:
+    """OneLineErrors on every handler Prefect's logging set up in this process (a served flow run's own)."""
+    for name in ("", "prefect", "prefect.flow_runs", "prefect.task_runs"):
+        for handler in logging.getLogger(name).handlers:
+            if not any(isinstance(f, OneLineErrors) for f in handler.filters):
+                handler.addFilter(OneLineErrors())
+
+
+install_one_line_errors()
+
+
 @task(cache_policy=NO_CACHE)  # DVC decides what is up to date
 def repro_stage(repro: Repro, stage: str) -> bool:
     """One stage of the workspace's `dvc repro`: each line of its output reaches the task log as it is printed
@@ -121,7 +146,7 @@ def repro_stage(repro: Repro, stage: str) -> bool:
         ran = ran or line.startswith(f"Running stage '{stage}'")
     error = repro.failure()
     if error:
-        raise RuntimeError(error)
+        raise PipelineError(error)
     return ran
 
 
@@ -134,7 +159,7 @@ def run_stages(folder: str, *targets: str, threads: int | None = None) -> list[s
             ran.append(stage)
     error = repro.failure()  # DVC stopped before any stage started
     if error:
-        raise RuntimeError(error)
+        raise PipelineError(error)
     return ran
 
 
@@ -203,7 +228,8 @@ def run_name() -> str:
 def train_mnist(dataset: str | None = None, model: str | None = None, epochs: int | None = None,
                 batch_size: int | None = None, learning_rate: float | None = None, seed: int | None = None,
                 max_train_images: int | None = None) -> dict[str, Any]:
-    """Run the pipeline with these overrides of params.yaml (for this run only) and register the model."""
+    """Run the pipeline with these overrides of params.yaml (for this run only) and register the model; a bad
+    parameter or a stage's error fails the run with that one line (`OneLineErrors`: no traceback)."""
     overrides = {k: v for k, v in locals().items() if v is not None and k in OVERRIDES}
     return run_pipeline(overrides)
 

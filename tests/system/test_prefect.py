@@ -153,6 +153,8 @@ def test_failed_run_registers_nothing(prefect_env, served: Path, model: str):
     flow_run_id = re.search(r"UUID: ([0-9a-f-]{36})", run.stdout).group(1)
     logs = prefect(prefect_env, "flow-run", "logs", flow_run_id)
     assert f"unknown model '{model}'" in logs.stdout, logs.stdout[-3000:]
+    assert "Traceback" not in logs.stdout, logs.stdout[-3000:]  # the one line, not the exception's trace
+    assert f"error: unknown model '{model}'" in logs.stdout
     assert "Running stage" not in logs.stdout and "dvc repro" not in logs.stdout
     assert registered(served) == before
 
