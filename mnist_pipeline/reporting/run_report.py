@@ -35,10 +35,12 @@ def interval(ctx: dict[str, Any], split: str = "test") -> str:
 def headline(ctx: dict[str, Any]) -> list[str]:
     model, dataset = md_escape(ctx["train"]["model"]), md_escape(ctx["fetch"]["dataset"])
     accuracy, verdict = ctx["evaluation"]["metrics"]["accuracy"], ctx["verdict"]
+    claim = (f"The tutorial claimed {md_escape(ctx['train']['spec']['claimed'])}: **{verdict.verdict}** "
+             f"({md_escape(verdict.reason)})." if verdict.verdict != "nothing to compare" else
+             "The tutorial stated no number for this entry: nothing to compare.")
     return [f"# {model} on {dataset}", "",
             f"Test accuracy **{accuracy:.2%}** (top-1, computed from predictions; {interval(ctx)} test images). "
-            f"The tutorial claimed {md_escape(ctx['train']['spec']['claimed'])}: **{verdict.verdict}** "
-            f"({md_escape(verdict.reason)}).", ""]
+            + claim, ""]
 
 
 def data_section(ctx: dict[str, Any]) -> list[str]:
