@@ -483,7 +483,12 @@ def render_side_by_side(catalogues: dict[str, dict[str, Any]], claims: Claims) -
             verdicts = catalogues[dataset].get("claims") or []
             v = verdicts[position] if position < len(verdicts) else {"verdict": "not run", "reason": ""}
             shown = f"**{v['verdict']}**"
-            if "ci95" in v and "q" in v:
+            if claim.kind == "paired_gap" and "gap_change_per_seed" in v:  # judged on overfitting, not accuracy
+                changes = v["gap_change_per_seed"]
+                shown += (f": train-validation gap {sum(changes) / len(changes) * 100:+.2f} points (per seed "
+                          + ", ".join(f"{c * 100:+.1f}" for c in changes) + f"); test accuracy "
+                          f"{points(v['difference'])}")
+            elif "ci95" in v and "q" in v:
                 shown += (f": {points(v['difference'])} ({v['ci95'][0] * 100:+.2f} to {v['ci95'][1] * 100:+.2f}; "
                           f"q = {v['q']:.3f}; per seed {per_seed(v)})")
             cells.append(shown)
