@@ -283,9 +283,11 @@ def paired_verdict(expect: str, result: dict[str, Any], at_least: float = 0.0) -
 def gap_verdict(result: dict[str, Any], min_effect: float, runs_a: list[dict[str, Any]],
                 runs_b: list[dict[str, Any]]) -> tuple[str, str]:
     """A claim that b overfits less than a (dropout), judged on the train-validation gap seed by seed: reproduced
-    when every seed's gap is smaller with b and the mean by at least `min_effect`; refuted when every seed's is
-    larger by as much; otherwise inconclusive (no bootstrap: each seed gives one gap, measured on a sample of
-    training images and the validation images). How often validation loss ends above its minimum is said too."""
+    when every seed's gap is smaller with b and the mean by at least `min_effect`, and no run of b is diagnosed
+    undertrained or underfitting (a run that fits less has a smaller gap without overfitting less); refuted when
+    every seed's is larger by as much; otherwise inconclusive (no bootstrap: each seed gives one gap, measured on
+    a sample of training images and the validation images). How often validation loss ends above its minimum is
+    said too."""
     changes = result["gap_change_per_seed"]
     mean = sum(changes) / len(changes)
     shown = (f"the train-validation gap changed by {mean * 100:+.2f} points on average (per seed "
@@ -293,6 +295,11 @@ def gap_verdict(result: dict[str, Any], min_effect: float, runs_a: list[dict[str
     rose_a, rose_b = (sum(rises(r["history"].get("val_loss", [])) for r in group) for group in (runs_a, runs_b))
     rising = (f"; validation loss ends above its minimum in {rose_a} of {len(runs_a)} seeds without the change, "
               f"{rose_b} of {len(runs_b)} with it")
+    unfit = [r["seed"] for r in runs_b if r["diagnosis"].startswith(("undertrained", "underfitting"))]
+    if all(c < 0 for c in changes) and -mean >= min_effect and unfit:
+        return "inconclusive", (f"{shown}: smaller in every seed, but {len(unfit)} of {len(runs_b)} runs with the "
+                                "change were still improving or under-fitting, and the gap of a run that fits less "
+                                f"need not be less overfitting{rising}")
     if all(c < 0 for c in changes) and -mean >= min_effect:
         return "reproduced", f"{shown}: smaller in every seed{rising}"
     if all(c > 0 for c in changes) and mean >= min_effect:

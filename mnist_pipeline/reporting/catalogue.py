@@ -187,7 +187,7 @@ def lesson_notes(verdicts: list[dict[str, Any]], claims: Claims, place: str) -> 
         if claim.kind == "paired_gap":
             said += (f" The claim is about overfitting, so it is judged on the gap between training and validation "
                      f"accuracy, not on test accuracy: {md_escape(v['reason'])}.")
-        if claim.kind in PAIRED and "still improving" in v.get("reason", ""):
+        if claim.kind in PAIRED and claim.stalled and "still improving" in v.get("reason", ""):
             said += (f" But {md_escape(claim.stalled or '')} was still improving at its last epoch: a run still "
                      "improving has not shown that it is stuck or cannot fit.")
         if claim.recipe:

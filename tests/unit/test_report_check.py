@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import re
 import shutil
 from pathlib import Path
 
@@ -82,8 +83,9 @@ def test_planted_verdicts_and_numbers_are_caught(tmp_path: Path, claims):
             (root / "lessons.md").write_text(edit_lessons((root / "lessons.md").read_text()))
         return "\n".join(check(root, claims))
 
-    flipped = row.replace("**not settled on the MNIST sample**", "**holds on the MNIST sample**").replace(
-        "95% interval -2.93 to +1.00", "95% interval -2.93 to -1.00")
+    flipped = re.sub(r"95% interval (\S+) to \S+;", r"95% interval \1 to -1.00;", row.replace(
+        "**not settled on the MNIST sample**", "**holds on the MNIST sample**"))
+    assert flipped.count("-1.00;") >= 1 and flipped != row
     centered = next(i for i, c in enumerate(claims.claims) if c.id == "centered-scaling")
 
     def flip_record(data):
@@ -92,7 +94,9 @@ def test_planted_verdicts_and_numbers_are_caught(tmp_path: Path, claims):
     found = planted(lambda t: t.replace(row, flipped), flip_record)
     assert "catalogue.md: line" in found and "the recorded verdict of 'centered-scaling' differs" in found, found
 
-    found = planted(lambda t: t.replace(row, row.replace("inside the noise (q = ", "**a finding**, p = 0.003 (q = ")))
+    noise_to_finding = row.replace("inside the noise (", "**a finding**, p = 0.003 (")
+    assert noise_to_finding != row
+    found = planted(lambda t: t.replace(row, noise_to_finding))
     assert "catalogue.md: line" in found and "a finding" in found, found
 
     mean_sd = "lee\\_ce\\_sigmoid 84.60% ± 0.62% (n=3)"
