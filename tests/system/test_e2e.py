@@ -11,7 +11,7 @@ import yaml
 from mnist_pipeline.files import load_npz
 from tests.harness import dvc, make_repo
 
-STAGES = ("fetch", "validate", "prepare", "resize", "features", "train", "evaluate", "report", "demo")
+STAGES = ("guard", "fetch", "validate", "prepare", "resize", "features", "train", "evaluate", "report", "demo")
 
 
 def set_param(repo: Path, section: str, key: str, value: object) -> None:

@@ -63,6 +63,7 @@ def test_push_then_pull_in_a_fresh_clone_reruns_nothing(tmp_path: Path):
     outs = dvc_only_outs(a)
     assert set(outs) == {"data/raw", "data/validated", "data/prepared", "data/resized", "data/features", "model",
                          "report", "demo"}  # the run's report is a cached output: pushed and pulled with the model
+    assert "guard/paths.json" in git(a, "ls-files")  # the guard's uncached output travels in git, so the clone has it
     pushed = [p for p in remote.rglob("*") if p.is_file()]
     contents = set(tree_digest(a, list(outs), "md5").values())
     assert len(pushed) == len(contents) + len(outs)  # one object per distinct file, one listing per folder
