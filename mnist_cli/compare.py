@@ -51,6 +51,7 @@ from mnist_pipeline.reporting.catalogue import (
     training_accuracy_claims,
     vgg16_weights,
 )
+from mnist_pipeline.workspace import repair as repair_workspace
 
 
 def set_params(dataset: str, extra: dict[str, str], model: str, seed: int, overrides: dict[str, Any]) -> list[str]:
@@ -198,6 +199,8 @@ def compare(
     if render:
         render_again(layout, target)
         return
+    for line in repair_workspace(Path.cwd()):  # a torn dvc.lock or a detached HEAD a kill left
+        typer.echo(line, err=True)
     original = base_params(params_path, target / "catalogue.json")
     catalogue = list(yaml.safe_load(original)["models"])
     try:

@@ -6,6 +6,7 @@
     mnist compare --dataset fashion_mnist      # the whole catalogue as DVC experiments, one comparison
     mnist sweep --lee                          # a grid of configurations as Prefect child runs
     mnist check-reports                        # the reference reports' links, numbers and verdicts
+    mnist repair                               # put right a dvc.lock or HEAD a kill left behind
 """
 
 from __future__ import annotations
@@ -14,6 +15,7 @@ import typer
 
 from mnist_cli import check as checking
 from mnist_cli import compare as comparing
+from mnist_cli import repair as repairing
 from mnist_cli import sweep as sweeping
 from mnist_cli.predict import predict
 from mnist_cli.registry import app as registry_app
@@ -24,3 +26,4 @@ app.command("predict")(predict)
 app.command("compare", help=comparing.__doc__)(comparing.compare)
 app.command("sweep", help=sweeping.__doc__)(sweeping.sweep)
 app.command("check-reports", help=checking.__doc__)(checking.check)
+app.command("repair", help=repairing.__doc__)(repairing.repair)

@@ -100,7 +100,8 @@ def callbacks(spec: ModelSpec, patience: int, backup_dir: Path, live_dir: Path, 
 
     # the epoch log first: it is never older than the backup, so a resumed run's history has no gap
     stack: list[Any] = [EpochLog(epoch_log_path(backup_dir)),
-                        keras.callbacks.BackupAndRestore(str(backup_dir), save_freq="epoch", delete_checkpoint=True)]
+                        keras.callbacks.BackupAndRestore(str(backup_dir), save_freq="epoch", delete_checkpoint=True,
+                                                         double_checkpoint=True)]
     patience = spec.patience(patience)
     if patience:
         stack.append(keras.callbacks.EarlyStopping(monitor="val_loss", patience=patience, restore_best_weights=True))
@@ -137,9 +138,49 @@ def claim_checkpoint(backup: Path) -> Iterator[tuple[Path, bool]]:
             epoch_log_path(private).unlink(missing_ok=True)
         return
     try:
-        yield backup, backup.exists()
+        yield backup, usable_checkpoint(backup)
     finally:
         lock.release()
+
+
+WEIGHTS, METADATA, PREVIOUS = "latest.weights.h5", "training_metadata.json", ".bkp"
+
+
+def readable_checkpoint(folder: Path, suffix: str = "") -> int | None:
+    """The epoch a checkpoint (weights and metadata, `suffix` "" for the latest, PREVIOUS for the one before)
+    holds when both files read whole; None when either is missing or torn. Every weight is read, so a file cut
+    short anywhere fails here and not halfway through loading it into the model."""
+    import h5py
+
+    try:
+        epoch = json.loads((folder / (METADATA + suffix)).read_text())["epoch"]
+        with h5py.File(folder / (WEIGHTS + suffix), "r") as weights:
+            weights.visititems(lambda _, item: item[()] if isinstance(item, h5py.Dataset) else None)
+    except (OSError, ValueError, KeyError, TypeError, RuntimeError):
+        return None
+    return epoch if isinstance(epoch, int) and epoch >= 0 else None
+
+
+def usable_checkpoint(folder: Path) -> bool:
+    """Whether a fit may resume from `folder`. A kill while Keras rewrote the latest checkpoint leaves it torn:
+    the previous one (BackupAndRestore's double checkpoint) takes its place; when neither reads, the folder is
+    discarded and the fit starts afresh. Either way one line says so."""
+    if not folder.exists():
+        return False
+    if readable_checkpoint(folder) is not None:
+        return True
+    previous = readable_checkpoint(folder, PREVIOUS)
+    if previous is not None:
+        for name in (WEIGHTS, METADATA):
+            os.replace(folder / (name + PREVIOUS), folder / name)
+        print(f"train: the checkpoint in {folder} was torn by a kill; resuming from the one before it "
+              f"(after epoch {previous})", file=sys.stderr, flush=True)
+        return True
+    shutil.rmtree(folder)
+    epoch_log_path(folder).unlink(missing_ok=True)
+    print(f"train: the checkpoint in {folder} was torn by a kill and has no readable earlier copy; "
+          f"discarded it, training from the first epoch", file=sys.stderr, flush=True)
+    return False
 
 
 def choose_strategy(devices: list[str] | None = None, distribute: str = "auto") -> tuple[Any, str]:

@@ -127,3 +127,57 @@ def test_identical_weights_save_to_identical_bytes(tmp_path: Path):
     x = np.ones((2, 4), dtype=np.float32)
     loaded = keras.saving.load_model(first, safe_mode=True)
     assert np.array_equal(loaded.predict(x, verbose=0), model.predict(x, verbose=0))
+
+
+def test_a_checkpoint_torn_at_any_point_resumes_from_the_one_before_or_starts_afresh(image_slice, tmp_path: Path,
+                                                                                      capfd):
+    """A kill while Keras rewrote `latest.weights.h5` (or its metadata) left a checkpoint every rerun failed on
+    ("file signature not found"). Torn at each of several points, the latest copy is replaced by the previous
+    one (the double checkpoint) and the fit resumes after its epoch; with both torn the folder is discarded and
+    the fit starts afresh, giving the same weights as a fit never killed."""
+    import keras
+    import tensorflow as tf
+
+    from mnist_pipeline.training import PREVIOUS, callbacks, fit, readable_checkpoint, usable_checkpoint
+
+    class KillAfterSecondEpoch(keras.callbacks.Callback):
+        def on_epoch_end(self, epoch: int, logs: dict | None = None) -> None:
+            if epoch == 1:
+                raise Killed
+
+    spec = ModelSpec(kind="cnn", loss="categorical_crossentropy", hidden=[16], conv_filters=[4, 4], epochs=3,
+                     early_stopping=False)
+    strategy = tf.distribute.get_strategy()
+    whole, _ = fit(spec, image_slice, callbacks(spec, 0, tmp_path / "whole", tmp_path / "live-whole", False), 0,
+                   strategy)
+    backup = tmp_path / "checkpoints" / "run"
+    with pytest.raises(Killed):
+        fit(spec, image_slice, [*callbacks(spec, 0, backup, tmp_path / "live", False), KillAfterSecondEpoch()], 0,
+            strategy)
+    assert readable_checkpoint(backup) == 2 and readable_checkpoint(backup, PREVIOUS) == 1
+    pristine = {p.name: p.read_bytes() for p in backup.iterdir()}
+
+    weights = pristine["latest.weights.h5"]
+    tears = {f"weights cut at {n}": ("latest.weights.h5", weights[:n]) for n in (0, 7, 512, len(weights) // 2,
+                                                                                   len(weights) - 1)}
+    tears |= {"weights' signature overwritten": ("latest.weights.h5", b"\0" * 8 + weights[8:]),
+              "metadata cut": ("training_metadata.json", b'{"epoch": '),
+              "metadata empty": ("training_metadata.json", b"")}
+    for what, (name, torn) in tears.items():
+        for file, data in pristine.items():
+            (backup / file).write_bytes(data)
+        (backup / name).write_bytes(torn)
+        assert usable_checkpoint(backup), what
+        assert readable_checkpoint(backup) == 1, what
+        assert "torn by a kill; resuming from the one before it (after epoch 1)" in capfd.readouterr().err, what
+
+    model, history = fit(spec, image_slice, callbacks(spec, 0, backup, tmp_path / "live", True), 0, strategy)
+    assert len(history["loss"]) == 3 and not backup.exists()  # epoch 1 from before, epochs 2 and 3 run again
+
+    backup.mkdir()
+    for file, data in pristine.items():
+        (backup / file).write_bytes(data[: len(data) // 2])  # both copies torn
+    assert not usable_checkpoint(backup) and not backup.exists()
+    assert "no readable earlier copy; discarded it, training from the first epoch" in capfd.readouterr().err
+    fresh, _ = fit(spec, image_slice, callbacks(spec, 0, backup, tmp_path / "live-fresh", False), 0, strategy)
+    assert all(np.array_equal(a, b) for a, b in zip(fresh.get_weights(), whole.get_weights(), strict=True))
