@@ -7,12 +7,14 @@
     mnist sweep --lee                          # a grid of configurations as Prefect child runs
     mnist check-reports                        # the reference reports' links, numbers and verdicts
     mnist repair                               # put right a dvc.lock or HEAD a kill left behind
+    mnist check-cache                          # re-hash DVC's cache: which objects changed
 """
 
 from __future__ import annotations
 
 import typer
 
+from mnist_cli import cache as caching
 from mnist_cli import check as checking
 from mnist_cli import compare as comparing
 from mnist_cli import repair as repairing
@@ -27,3 +29,4 @@ app.command("compare", help=comparing.__doc__)(comparing.compare)
 app.command("sweep", help=sweeping.__doc__)(sweeping.sweep)
 app.command("check-reports", help=checking.__doc__)(checking.check)
 app.command("repair", help=repairing.__doc__)(repairing.repair)
+app.command("check-cache", help=caching.__doc__)(caching.check_cache)

@@ -99,7 +99,14 @@ def read_json(path: Path) -> dict[str, Any]:
     """Read a JSON file written by an earlier stage."""
     if not path.is_file():
         raise PipelineError(f"missing input {path}: run the stage that writes it first")
-    return json.loads(path.read_text())
+    try:
+        record = json.loads(path.read_text())
+    except (UnicodeDecodeError, json.JSONDecodeError) as error:
+        raise PipelineError(f"{path}: corrupt record ({error}); if it is a DVC output, `dvc repro --force` the "
+                            f"stage that writes it (and see docs/guarantees.md on checking DVC's cache)") from None
+    if not isinstance(record, dict):
+        raise PipelineError(f"{path}: corrupt record (a JSON {type(record).__name__}, not an object)")
+    return record
 
 
 def save_npz(path: Path, arrays: Mapping[str, np.ndarray]) -> None:
@@ -150,7 +157,7 @@ def load_npz(path: Path, keys: tuple[str, ...] | None = None,
     size mismatch, missing keys, and whatever `check` refuses.
     """
     if not path.is_file():
-        raise PipelineError(f"file not found: {path}")
+        raise PipelineError(f"{path}: not a regular file" if path.exists() else f"file not found: {path}")
     with open(path, "rb") as handle:
         if handle.read(4) != b"PK\x03\x04":
             raise PipelineError(f"{path}: not an .npz archive (no zip header)")

@@ -39,8 +39,25 @@ class Item:
     error: str | None = None
 
 
+SCALE_SLACK = 1e-3  # rounding a float image may carry past its scale's ends (clipped back)
+
+
+def image_scale(image: np.ndarray) -> float | None:
+    """What one image's values are divided by to lie in [0, 1]: 1 for a float image in 0..1, 255 for one in
+    0..255 (every integer image, unless it passes 255); None when no scale explains its values."""
+    low, high = float(image.min()), float(image.max())
+    if np.issubdtype(image.dtype, np.integer):
+        return 255.0 if low >= 0 and high <= 255 else None
+    if low < -SCALE_SLACK:
+        return None
+    if high <= 1 + SCALE_SLACK:
+        return 1.0
+    return 255.0 if high <= 255 * (1 + SCALE_SLACK) else None
+
+
 def npz_items(path: Path) -> list[Item]:
-    """(N, 28, 28) images from an .npz (uint8 0..255 or float 0..1), one item each."""
+    """(N, 28, 28) images from an .npz, one item each, each image scaled on its own (uint8 or 0..255 values,
+    or float 0..1): one odd image never rescales the others, and an image no scale explains is refused."""
     arrays = load_npz(path)
     key = next((k for k in NPZ_KEYS if k in arrays), None)
     if key is None:
@@ -48,12 +65,20 @@ def npz_items(path: Path) -> list[Item]:
     images = arrays[key]
     if images.ndim != 3 or images.shape[1:] != (28, 28):
         raise PipelineError(f"{path}: images must be (N, 28, 28), got {images.shape}")
-    if not np.issubdtype(images.dtype, np.number) or (images.size and not np.isfinite(images).all()):
+    if not len(images):
+        raise PipelineError(f"{path}: '{key}' holds no images")
+    if images.dtype == np.bool_ or not np.issubdtype(images.dtype, np.number) or not np.isfinite(images).all():
         raise PipelineError(f"{path}: images must be finite numbers, got {images.dtype}")
-    x = images.astype(np.float32)
-    if images.dtype == np.uint8 or (x.size and x.max() > 1.0):
-        x = x / 255
-    return [Item(f"{path.name}[{i}]", x[i]) for i in range(len(x))]
+    items = []
+    for i, image in enumerate(images):
+        scale = image_scale(image)
+        name = f"{path.name}[{i}]"
+        if scale is None:
+            items.append(Item(name, error=f"{name}: values from {image.min():g} to {image.max():g} are neither "
+                                          f"0..1 nor 0..255"))
+        else:
+            items.append(Item(name, np.clip(image.astype(np.float32) / scale, 0, 1)))
+    return items
 
 
 def refused(path: Path, exc: BaseException) -> Item:
@@ -72,6 +97,8 @@ def file_items(path: Path) -> list[Item]:
     """Items of one file: every image of an .npz, or the one image of any other file (tried as PNG/JPEG).
     Any failure becomes the file's error item, so one bad file never stops the others."""
     try:
+        if not path.is_file():  # a FIFO would block the read for ever; a device or socket is no image either
+            raise PipelineError(f"{path}: not a regular file")
         if path.suffix.lower() == ".npz":
             return npz_items(path)
         return [Item(str(path), mnist_style(read_gray(path)))]

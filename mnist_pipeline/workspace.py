@@ -133,3 +133,30 @@ def repair_head(root: Path) -> str | None:
 def repair(root: Path) -> list[str]:
     """Every repair `root` needed, one line each (empty: nothing was wrong)."""
     return [line for line in (repair_lock(root), *repair_rwlocks(root), repair_head(root)) if line]
+
+
+def cache_folder(root: Path) -> Path:
+    """Where DVC keeps this project's objects (`dvc cache dir`, the md5 kind that outputs use)."""
+    from dvc.repo import Repo
+
+    with Repo(str(root)) as repo:
+        return Path(repo.cache.local.path)
+
+
+def corrupt_objects(cache: Path) -> tuple[int, list[tuple[Path, str]]]:
+    """How many objects `cache` holds, and each whose bytes no longer hash to its name (with the md5 it has).
+
+    DVC never re-hashes its cache: a flipped byte in an object is checked out and reported up to date. An
+    object's name is the md5 of its bytes, for a folder's `.dir` listing too."""
+    import hashlib
+
+    objects = sorted(p for p in cache.glob("??/*") if p.is_file() and not p.name.endswith(".tmp"))
+    corrupt = []
+    for path in objects:
+        digest = hashlib.md5(usedforsecurity=False)
+        with open(path, "rb") as handle:
+            for block in iter(lambda: handle.read(1 << 20), b""):
+                digest.update(block)
+        if digest.hexdigest() != path.parent.name + path.name.removesuffix(".dir"):
+            corrupt.append((path, digest.hexdigest()))
+    return len(objects), corrupt

@@ -7,21 +7,50 @@ root; not, not inside and not containing the registry, the download cache, git's
 environment's folder, another output's folder or a git-tracked folder other than the output's own) and
 fails in one line, so DVC stops before any stage that would delete. Its output never changes, so a
 `paths` change re-runs nothing else by itself.
+
+It also checks every section of params.yaml and every catalogue entry, and depends on the file itself:
+DVC compares a param's old and new values with Python's `==`, so `-S train.epochs=true` (True == 1) re-ran
+no stage and recorded an experiment with a value no stage accepts; any edit of the file re-runs the guard.
 """
 
 from __future__ import annotations
 
 from typing import Any
 
+from mnist_pipeline.catalogue import model_spec
+from mnist_pipeline.config import (
+    DataParams,
+    DemoParams,
+    DistortionsParams,
+    EvaluateParams,
+    FeaturesParams,
+    PrepareParams,
+    RegistryParams,
+    ReportParams,
+    ResizeParams,
+    TrainParams,
+    ValidateParams,
+    parse_section,
+)
 from mnist_pipeline.files import write_json
 from mnist_pipeline.layout import GUARD_DIR, Layout
 from tasks import log, run
 
+SECTIONS = {"data": DataParams, "validate": ValidateParams, "prepare": PrepareParams, "resize": ResizeParams,
+            "features": FeaturesParams, "train": TrainParams, "distortions": DistortionsParams,
+            "evaluate": EvaluateParams, "report": ReportParams, "demo": DemoParams, "registry": RegistryParams}
+
 
 def main(params: dict[str, Any], layout: Layout) -> None:
-    """`run` has checked the folders (check_inside, check_kept); record that, always with the same bytes."""
+    """`run` has checked the folders (check_inside, check_kept); check every section and catalogue entry, and
+    record that, always with the same bytes."""
+    for name, section in SECTIONS.items():
+        parse_section(params, name, section)
+    for entry in params.get("models") or {}:
+        model_spec(params["models"], entry)
     write_json(layout.root / GUARD_DIR / "paths.json", {"checked": "paths: every output folder is its own"})
-    log(f"guard: {len(layout.paths.model_dump())} output folders checked")
+    log(f"guard: {len(layout.paths.model_dump())} output folders, {len(SECTIONS)} params sections and "
+        f"{len(params.get('models') or {})} catalogue entries checked")
 
 
 if __name__ == "__main__":

@@ -117,3 +117,44 @@ def test_dvc_exp_run_killed_at_many_moments_then_repair_and_the_next_run_records
                    for rev in group.get("revs", []) if rev.get("data")]
     seeds = [rev["data"]["params"]["params.yaml"]["data"]["train"]["seed"] for rev in experiments]
     assert sorted(seeds) == sorted([*finished, 23]), seeds  # every finished run with its own seed; no killed one
+
+    boolean = dvc(repo, "exp", "run", "-S", "train.epochs=true")  # DVC's == took it for 1 and re-ran nothing
+    assert boolean.returncode != 0 and "error: guard: bad params: train.epochs: Input should be a valid integer" \
+        in boolean.stdout, boolean.stdout
+
+
+@pytest.mark.e2e
+@pytest.mark.fault
+def test_a_flipped_byte_in_dvcs_cache_is_found_and_a_stage_reading_it_says_so_in_one_line(tmp_path: Path):
+    """DVC never re-hashes its cache: a flipped byte in an object is checked out and `dvc status` says up to
+    date; the stage reading the record then crashed with a JSONDecodeError traceback. `mnist check-cache`
+    names the object, the stage's error is one line naming the file, and `--remove` lets DVC make it again."""
+    import hashlib
+
+    repo = quick_repo(tmp_path / "repo")
+    done = dvc(repo, "repro", "validate")
+    assert done.returncode == 0, done.stdout[-3000:]
+    record = repo / "data" / "validated" / "validation.json"
+    md5 = hashlib.md5(record.read_bytes()).hexdigest()
+    cached = repo / ".dvc" / "cache" / "files" / "md5" / md5[:2] / md5[2:]
+    kept = cached.stat()
+    cached.chmod(0o644)
+    cached.write_bytes(b"\x01" + cached.read_bytes()[1:])  # the disk flipped its first byte: same size and time
+    cached.chmod(kept.st_mode)
+    os.utime(cached, ns=(kept.st_atime_ns, kept.st_mtime_ns))
+    record.unlink()
+    assert dvc(repo, "checkout", "validate").returncode == 0 and record.read_bytes()[:1] == b"\x01"  # restored
+    assert "up to date" in dvc(repo, "status", "validate").stdout
+
+    check = mnist(repo, "check-cache")
+    assert check.returncode == 1 and f"error: {cached}: corrupt" in check.stderr and " 1 corrupt" in check.stderr
+    stage = dvc(repo, "repro", "--single-item", "--force", "prepare")
+    assert stage.returncode != 0 and "Traceback" not in stage.stdout, stage.stdout[-3000:]
+    assert "error: prepare: data/validated/validation.json: corrupt record" in stage.stdout, stage.stdout[-3000:]
+
+    removed = mnist(repo, "check-cache", "--remove")
+    assert removed.returncode == 1 and "removed" in removed.stderr and not cached.exists()
+    record.unlink()
+    again = dvc(repo, "repro", "validate")
+    assert again.returncode == 0 and record.is_file() and hashlib.md5(record.read_bytes()).hexdigest() == md5
+    assert mnist(repo, "check-cache").returncode == 0

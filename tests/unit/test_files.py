@@ -72,3 +72,17 @@ def test_load_npz_names_missing_keys(tmp_path: Path):
     np.savez(tmp_path / "k.npz", images=np.zeros((2, 28, 28), np.uint8))
     with pytest.raises(PipelineError, match=r"missing keys \['x_train'\]"):
         load_npz(tmp_path / "k.npz", ("x_train",))
+
+
+@pytest.mark.bad_input
+def test_a_corrupt_record_is_one_line_naming_it(tmp_path: Path):
+    """A flipped byte in a JSON record (restored from a corrupt DVC cache) crashed evaluate with a JSONDecodeError
+    traceback; read_json says which file and what to run."""
+    from mnist_pipeline.files import read_json
+
+    for name, content in (("flipped.json", b'{"accuracy": 0.9\x01}'), ("binary.json", b"\xff\xfe\x00"),
+                          ("list.json", b"[1, 2]")):
+        (tmp_path / name).write_bytes(content)
+        with pytest.raises(PipelineError, match=f"{name}: corrupt record") as raised:
+            read_json(tmp_path / name)
+        assert "\n" not in str(raised.value)

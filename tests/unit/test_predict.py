@@ -246,3 +246,39 @@ def test_a_model_file_the_train_stage_wrote_predicts_like_its_registered_version
     (model.parent / "train.json").unlink()
     alone = cli(root, str(model), str(tmp_path / "digits.npz"))
     assert alone.returncode == 1 and alone.stderr.count("\n") == 1 and "no train record" in alone.stderr
+
+
+@pytest.mark.bad_input
+def test_each_npz_image_is_scaled_on_its_own_and_values_no_scale_explains_are_refused(trained, mnist_sample,
+                                                                                      tmp_path: Path):
+    """`.npz` images used to be scaled per file: one value at 1.0001 in one image divided every image of the file by
+    255, and -1e30 was predicted with full confidence. Each image now takes its own scale (0..1 or 0..255), an
+    image no scale explains is refused on its own row, a file of no images says so, and a FIFO is no file."""
+    import os
+
+    root, _ = trained
+    clean = (mnist_sample["x_test"][:4] / 255).astype(np.float32)
+    alone = json.loads(cli(root, "cnn@v1", str(save_npz(tmp_path / "clean.npz", clean)), "--json").stdout)
+    odd = clean.copy()
+    odd[1, 0, 0] = 1.0001  # rounding past 1 in one image
+    odd[2] *= 255  # one image on the 0..255 scale
+    odd[3, 5, 5] = -1e30
+    done = cli(root, "cnn@v1", str(save_npz(tmp_path / "odd.npz", odd)), "--json")
+    assert done.returncode == 1 and "Traceback" not in done.stderr
+    rows = json.loads(done.stdout)["predictions"]
+    for row, clean_row in zip(rows[:3], alone["predictions"][:3], strict=True):
+        assert row["label"] == clean_row["label"] and row["probability"] == pytest.approx(clean_row["probability"],
+                                                                                         abs=1e-4)
+    assert "odd.npz[3]: values from -1e+30 to 1 are neither 0..1 nor 0..255" in rows[3]["error"]
+    assert done.stderr.strip() == f"error: {rows[3]['error']}"
+
+    empty = cli(root, "cnn@v1", str(save_npz(tmp_path / "empty.npz", clean[:0])))
+    assert empty.returncode == 1 and "empty.npz: 'x' holds no images" in empty.stderr
+    os.mkfifo(tmp_path / "pipe.npz")
+    piped = cli(root, "cnn@v1", str(tmp_path / "pipe.npz"))
+    assert piped.returncode == 1 and piped.stderr.strip() == f"error: {tmp_path / 'pipe.npz'}: not a regular file"
+
+
+def save_npz(path: Path, images: np.ndarray) -> Path:
+    np.savez(path, x=images)
+    return path
