@@ -51,6 +51,7 @@ from mnist_pipeline.reporting.catalogue import (
     training_accuracy_claims,
     vgg16_weights,
 )
+from mnist_pipeline.workspace import dvc_running
 from mnist_pipeline.workspace import repair as repair_workspace
 
 
@@ -70,9 +71,15 @@ def run_one(args: list[str], log_path: Path) -> tuple[str | None, float]:
     seconds = time.perf_counter() - started
     if done.returncode == 0:
         return None, seconds
-    lines = log_path.read_text().splitlines()
-    errors = [line for line in lines if line.startswith("error:")] or lines[-1:] or ["unknown error"]
-    return errors[-1], seconds
+    return failure_reason(log_path.read_text().splitlines()), seconds
+
+
+def failure_reason(lines: list[str]) -> str:
+    """Why a `dvc exp run` failed, from its log: a stage's own `error:` line (the last), else DVC's first `ERROR:`
+    line (its last line is often advice such as "you can manually remove '.dvc/tmp/rwlock'"), else the last."""
+    ours = [line for line in lines if line.startswith("error:")]
+    theirs = [line for line in lines if line.startswith("ERROR:")]
+    return (ours[-1:] or theirs[:1] or [line for line in lines if line.strip()][-1:] or ["unknown error"])[0]
 
 
 def collect(layout: Layout) -> dict[str, Any]:
@@ -194,11 +201,19 @@ def compare(
 ) -> None:
     """Run every configuration once per seed with `dvc exp run`, then write the catalogue and its verdicts."""
     params_path = PARAMS_FILE
-    layout = Layout.from_params(yaml.safe_load(params_path.read_text()))
+    try:  # refused in one line before any `dvc` reads it: too large, YAML aliases, not a mapping
+        layout = Layout.from_params(read_params(params_path))
+    except PipelineError as error:
+        typer.echo(f"error: {error}", err=True)
+        raise typer.Exit(1) from None
     target = layout.catalogue_dir(dataset)
     if render:
         render_again(layout, target)
         return
+    if dvc_running(Path.cwd()):  # two `dvc exp run` in one workspace record each other's params
+        typer.echo("error: a dvc command is running in this workspace; one comparison (or `dvc exp run`) at a "
+                   "time: `dvc exp run --queue` + `dvc queue start` runs experiments side by side", err=True)
+        raise typer.Exit(1)
     for line in repair_workspace(Path.cwd()):  # a torn dvc.lock or a detached HEAD a kill left
         typer.echo(line, err=True)
     original = base_params(params_path, target / "catalogue.json")

@@ -42,6 +42,8 @@ def predict(ref: str = typer.Argument(..., metavar="MODEL",
         else:
             name, number = registry.resolve(root, ref)
             record, shown = registry.read_record(root, name, number), f"{name}@v{number}"
+            if problem := registry.record_problem(record, judged=False):
+                raise PipelineError(f"{shown}: {problem} (`mnist registry verify` lists what is wrong)")
             path = registry.checked_model_path(root, name, number, record)
         items = predicting.collect(inputs)
         if not items:

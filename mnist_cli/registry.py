@@ -28,7 +28,10 @@ def one_line(text: str) -> str:
     return "".join(char if char.isprintable() else repr(char)[1:-1] for char in text)
 
 
-def fail(exc: PipelineError) -> None:
+def fail(exc: PipelineError | OSError) -> None:
+    """One `error:` line and exit 1; an OSError (a read-only or full registry) names its file and reason."""
+    if isinstance(exc, OSError):
+        exc = PipelineError(f"cannot write {exc.filename or 'the registry'}: {exc.strerror or exc}")
     typer.echo(f"error: {one_line(str(exc))}", err=True)
     raise typer.Exit(1)
 
@@ -77,7 +80,7 @@ def promote(ref: str = typer.Argument(..., help="NAME@vN to become champion"), r
     """Point the champion alias at a version by hand (bypasses the gate; recorded in the alias history)."""
     try:
         typer.echo(f"champion -> {registry.set_alias(root, ref, reason='promoted by hand')}")
-    except PipelineError as exc:
+    except (PipelineError, OSError) as exc:
         fail(exc)
 
 
@@ -86,7 +89,7 @@ def rollback(name: str = typer.Argument(..., help="model name"), root: Path = RO
     """Move the champion alias one step back in its history (v3 -> v2 -> v1 on successive rollbacks)."""
     try:
         typer.echo(f"champion -> {registry.rollback(root, name)}")
-    except PipelineError as exc:
+    except (PipelineError, OSError) as exc:
         fail(exc)
 
 

@@ -12,8 +12,8 @@ Needs a Prefect server (PREFECT_API_URL): the Dask workers report their child ru
 from __future__ import annotations
 
 import typer
-import yaml
 
+from mnist_pipeline.config import read_params
 from mnist_pipeline.errors import PipelineError
 from mnist_pipeline.layout import PARAMS_FILE
 from mnist_pipeline.orchestration import api_error
@@ -48,7 +48,7 @@ def sweep(
         check_sweep(parsed, name)
         if threads is not None and threads < 1:
             raise ValueError(f"--threads must be at least 1, not {threads}")
-        configurations(yaml.safe_load(PARAMS_FILE.read_text())["models"], chosen, parsed, base, name)
+        configurations(read_params(PARAMS_FILE)["models"], chosen, parsed, base, name)
         problem = api_error(PREFECT_API_URL.value())
         if problem:
             raise ValueError(problem)

@@ -45,13 +45,14 @@ class ModelSpec(Section):
 
     kind: Kind
     loss: Loss
-    hidden: list[int] = Field(default_factory=lambda: [500, 500])  # units of each hidden Dense layer
+    hidden: list[Annotated[int, Field(ge=1)]] = Field(default_factory=lambda: [500, 500])  # units of each hidden Dense
     activation: Literal["relu", "sigmoid", "tanh"] = "relu"
     dropout: float = Field(default=0.0, ge=0, lt=1)  # after each hidden layer (or those of dropout_layers)
     # the hidden layers (1-based) that dropout follows; None: every one. The Keras-concepts tutorial's dropout net
     # has none after its first layer (004, line 936): [2, 3, 4]
     dropout_layers: list[Annotated[int, Field(ge=1)]] | None = None
-    conv_filters: list[int] = Field(default_factory=lambda: [32, 32])  # cnn without conv_blocks: 3x3 convs, a pool
+    # cnn without conv_blocks: 3x3 convs, then a pool
+    conv_filters: list[Annotated[int, Field(ge=1)]] = Field(default_factory=lambda: [32, 32])
     conv_dropout: float | None = Field(default=None, ge=0, lt=1)  # cnn: after each max-pool; None: `dropout`
     # cnn: blocks of 3x3 'same'-padded convolutions, each block then a 2x2 max-pool and `conv_dropout`;
     # None: the tutorial's single block of `conv_filters` ('valid' padding)

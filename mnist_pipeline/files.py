@@ -68,9 +68,13 @@ def sha256_file(path: Path, chunk: int = 1 << 20) -> str:
 
 @contextmanager
 def atomic_path(path: Path) -> Iterator[Path]:
-    """Yield a temporary path beside `path`; move it into place only on success."""
+    """Yield a temporary path beside `path`; move it into place only on success. An OSError about the temporary
+    file, or a file named after it (`tmp.with_suffix(...)`), names `path`: the user's file, not ours."""
     path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp_name = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
+    try:
+        fd, tmp_name = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
+    except OSError as exc:  # a read-only or full folder
+        raise OSError(exc.errno, exc.strerror or str(exc), str(path)) from exc
     os.close(fd)
     tmp = Path(tmp_name)
     tmp.chmod(0o644)  # mkstemp makes 0600; artifacts are meant to be shared
@@ -81,7 +85,7 @@ def atomic_path(path: Path) -> Iterator[Path]:
         os.replace(tmp, path)
     except OSError as exc:
         tmp.unlink(missing_ok=True)
-        if exc.filename is None or exc.filename == str(tmp):  # name the artifact, not our temporary file
+        if exc.filename is None or str(exc.filename).startswith(str(tmp.with_suffix(""))):  # ours: name the artifact
             raise OSError(exc.errno, exc.strerror or str(exc), str(path)) from exc
         raise
     except BaseException:

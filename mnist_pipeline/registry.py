@@ -38,6 +38,7 @@ NAME = re.compile(r"^[a-z0-9][a-z0-9_-]{0,63}$")
 REF = re.compile(r"^(?P<name>[^@]+)@(?P<tag>v[1-9][0-9]*|[a-z][a-z0-9_-]{0,31})$")
 VERSION = re.compile(r"v[1-9][0-9]*")
 CHAMPION = "champion"
+HISTORY = "history"  # the key of aliases.json that keeps the alias moves: no alias may take it
 MODEL_FILE = "model.keras"  # the registry's own layout (see above), not the pipeline's
 STAGING = ".staging-"  # + <host>-<pid>-<random>: a version being copied in; never read as a version
 # mkdtemp's random part has no '-', so the last two '-' split off the pid and the random part
@@ -54,7 +55,7 @@ class Gate:
 
 def check_name(name: str) -> str:
     """Model names are plain slugs: nothing can escape the registry folder."""
-    if not NAME.match(name):
+    if not NAME.fullmatch(name):
         raise PipelineError(f"invalid model name {name!r}: use lowercase letters, digits, '_' or '-'")
     return name
 
@@ -173,7 +174,7 @@ def _first_line(exc: BaseException) -> str:
 
 def resolve(root: Path, ref: str) -> tuple[str, int]:
     """`name@vN` or `name@alias` -> (name, N)."""
-    match = REF.match(ref)
+    match = REF.fullmatch(ref)
     if not match:
         raise PipelineError(f"invalid model reference {ref!r}: use NAME@vN or NAME@champion")
     name, tag = check_name(match["name"]), match["tag"]
@@ -183,12 +184,59 @@ def resolve(root: Path, ref: str) -> tuple[str, int]:
             have = ", ".join(f"v{n}" for n in versions(root, name)) or "none"
             raise PipelineError(f"no version {ref} (have: {have})")
         return name, number
-    number = alias_number(aliases(root, name), name, tag)
+    number = alias_number(aliases(root, name), name, check_alias(tag))
     if number is None:
         raise PipelineError(f"alias {ref} is not set")
     if number not in versions(root, name):
         raise PipelineError(f"alias {ref} points at v{number}, which does not exist")
     return name, number
+
+
+def check_alias(alias: str) -> str:
+    """An alias name: a slug, and not `history` (aliases.json keeps the alias moves under that key)."""
+    if alias == HISTORY or not re.fullmatch(r"[a-z][a-z0-9_-]{0,31}", alias):
+        raise PipelineError(f"invalid alias {alias[:40]!r}: use a lowercase slug other than {HISTORY!r}")
+    return alias
+
+
+def record_problem(record: dict[str, Any], judged: bool = True) -> str | None:
+    """What keeps a version's record from being used, or None: params must be a mapping of sections (predict
+    reads them) and, where it is `judged` (the gate, verify), metrics.accuracy a number from 0 to 1."""
+    accuracy = record["metrics"].get("accuracy") if isinstance(record.get("metrics"), dict) else None
+    if judged and (isinstance(accuracy, bool) or not isinstance(accuracy, (int, float)) or not 0 <= accuracy <= 1):
+        return f"its metrics.accuracy is {str(accuracy)[:40]!r}, not a number from 0 to 1"
+    params = record.get("params", {})
+    if not isinstance(params, dict) or not all(isinstance(section, dict) for section in params.values()):
+        return "its params are not a mapping of sections"
+    return None
+
+
+def named_versions(root: Path, name: str) -> list[int]:
+    """Every version number aliases.json names, now or in its history (a deleted version's number is not reused:
+    the history would then name a different model)."""
+    try:
+        table = aliases(root, name)
+    except PipelineError:
+        return []
+    named = [value for key, value in table.items() if key != HISTORY]
+    named += [move.get(end) for move in table[HISTORY] for end in ("from", "to")]
+    return [int(value[1:]) for value in named if isinstance(value, str) and VERSION.fullmatch(value)]
+
+
+def gate_champion(root: Path, name: str) -> tuple[dict[str, Any] | None, str]:
+    """The champion a new version is judged against, or None with why not: there is none, or its alias names
+    a version that is gone or a record that cannot be judged against (registration goes on, and says so)."""
+    try:
+        number = alias_number(aliases(root, name), name, CHAMPION)
+        if number is None:
+            return None, ""
+        champion = read_record(root, name, number)
+    except PipelineError as exc:
+        return None, f"; the champion could not be read ({exc}), so none was compared"
+    problem = record_problem(champion)
+    if problem:
+        return None, f"; champion v{number} was not compared: {problem}"
+    return {**champion, "version": champion.get("version", f"v{number}")}, ""
 
 
 def judge(accuracy: float, champion: dict[str, Any] | None, gate: Gate) -> tuple[bool, str]:
@@ -250,11 +298,12 @@ def register(root: Path, name: str, model_file: Path, record: dict[str, Any], ga
             shutil.copytree(source, staging / check_name(target))
         with FileLock(str(folder / ".lock"), timeout=600):
             remove_abandoned_staging(folder)
-            number = (versions(root, name) or [0])[-1] + 1
+            number = max([0, *versions(root, name), *named_versions(root, name)]) + 1  # never a number reused
             version = f"v{number}"
-            champion_number = alias_number(aliases(root, name), name, CHAMPION)
-            champion = read_record(root, name, champion_number) if champion_number else None
+            champion, note = gate_champion(root, name)
             blessed, reason = judge(record["metrics"]["accuracy"], champion, gate)
+            if note:  # a champion is set but cannot be compared with: not "no champion yet"
+                reason = reason.removesuffix("; no champion yet") + note
             final = {**record, "name": name, "version": version, "blessed": blessed, "gate_reason": reason,
                      "gate": {"min_accuracy": gate.min_accuracy, "tolerance": gate.tolerance},
                      "registered_at": datetime.now(timezone.utc).isoformat(timespec="milliseconds")}
@@ -281,6 +330,7 @@ def _share(folder: Path) -> None:
 
 def set_alias(root: Path, ref: str, alias: str = CHAMPION, reason: str = "manual") -> str:
     """Point `alias` of the model at the version `ref` names (promote or roll back by hand)."""
+    check_alias(alias)
     name, number = resolve(root, ref)
     with FileLock(str(root / name / ".lock"), timeout=600):
         _move_alias(root, name, alias, f"v{number}", reason)
@@ -290,6 +340,7 @@ def set_alias(root: Path, ref: str, alias: str = CHAMPION, reason: str = "manual
 def rollback(root: Path, name: str, alias: str = CHAMPION) -> str:
     """Move `alias` one step back in its history: v3 -> v2 -> v1 on successive rollbacks after v1 -> v2 -> v3."""
     check_name(name)
+    check_alias(alias)
     with FileLock(str(root / name / ".lock"), timeout=600):
         table = aliases(root, name)
         previous = _rollback_target(table, name, alias)
@@ -336,7 +387,7 @@ def verify(root: Path) -> list[str]:
     problems: they are never read as versions, and the next `register` of that model deletes them."""
     problems = []
     for folder in model_folders(root):
-        problems += _verify_model(root, folder.name) if NAME.match(folder.name) else [stray(folder)]
+        problems += _verify_model(root, folder.name) if NAME.fullmatch(folder.name) else [stray(folder)]
     return problems
 
 
@@ -359,6 +410,8 @@ def version_problem(root: Path, name: str, number: int) -> str | None:
         return str(exc)
     if record.get("version") != f"v{number}":
         return f"{name}@v{number}: record says {record.get('version')}"
+    if problem := record_problem(record):
+        return f"{name}@v{number}: {problem}"
     problem = model_problem(root, name, number, record)
     return f"{name}@v{number}: {problem}" if problem else None
 
@@ -368,7 +421,7 @@ def listing(root: Path) -> tuple[list[dict[str, Any]], list[str]]:
     records: list[dict[str, Any]] = []
     skipped: list[str] = []
     for folder in model_folders(root):
-        if not NAME.match(folder.name):
+        if not NAME.fullmatch(folder.name):
             skipped.append(stray(folder))
             continue
         tags, problems = alias_tags(root, folder.name)

@@ -263,9 +263,11 @@ def save_model(model: Any, path: Path) -> None:
     for identical weights: `reproducible_zip` drops what records the time of saving."""
     with atomic_path(path) as tmp:
         keras_tmp = tmp.with_suffix(".keras")
-        model.save(keras_tmp)
-        reproducible_zip(keras_tmp, tmp)
-        keras_tmp.unlink()
+        try:
+            model.save(keras_tmp)
+            reproducible_zip(keras_tmp, tmp)
+        finally:  # a full disk must not leave Keras' file behind either
+            keras_tmp.unlink(missing_ok=True)
 
 
 ZIP_EPOCH = (1980, 1, 1, 0, 0, 0)  # the earliest time a zip entry can carry

@@ -62,12 +62,17 @@ def describe_stage(name: str) -> str:
 
 def parse_arguments(name: str, doc: str | None) -> None:
     """`--help` prints the stage's description and what it reads and writes, then exits: it runs nothing."""
-    parser = argparse.ArgumentParser(
-        prog=f"python -m tasks.{name}", formatter_class=argparse.RawDescriptionHelpFormatter,
-        description=(doc or "").strip(), epilog=f"{describe_stage(name)}\n\nThe stage takes no arguments: its "
-                                                f"knobs are in {PARAMS_FILE}. `dvc repro {name}` runs it and what "
-                                                "it needs.")
+    asked = any(arg in ("-h", "--help") for arg in sys.argv[1:])  # only then read dvc.yaml and params.yaml
+    epilog = (f"{describe_stage(name)}\n\nThe stage takes no arguments: its knobs are in {PARAMS_FILE}. "
+              f"`dvc repro {name}` runs it and what it needs.") if asked else None
+    parser = argparse.ArgumentParser(prog=f"python -m tasks.{name}", description=(doc or "").strip(), epilog=epilog,
+                                     formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.parse_args()
+
+
+def out_of_memory(exc: BaseException) -> bool:
+    """Whether `exc` is TensorFlow's ResourceExhaustedError (told by name: this module never imports TensorFlow)."""
+    return any(cls.__name__ == "ResourceExhaustedError" for cls in type(exc).__mro__)
 
 
 def run(name: str, main: Main, doc: str | None, tensorflow: bool = False) -> NoReturn:
@@ -93,6 +98,13 @@ def run(name: str, main: Main, doc: str | None, tensorflow: bool = False) -> NoR
         code = 1
     except MemoryError as exc:  # an input larger than this machine holds: one line, not a traceback
         log(f"error: {name}: out of memory" + (f" ({exc})" if str(exc) else ""))
+        code = 1
+    except Exception as exc:
+        if not out_of_memory(exc):
+            raise
+        # TensorFlow's own (ResourceExhaustedError: 59 lines): its first line names the tensor and its shape
+        first = re.sub(r"^\{\{[^}]*\}\}\s*", "", str(exc).strip().splitlines()[0] if str(exc).strip() else "")
+        log(f"error: {name}: out of memory ({first[:300] or type(exc).__name__})")
         code = 1
     except OSError as exc:  # full disk, permissions, ...: name the file and the reason
         where = f" {exc.filename}" if exc.filename else ""

@@ -246,3 +246,38 @@ def test_an_output_folder_over_what_the_project_keeps_is_refused_before_dvc_dele
         subprocess.run(["git", "checkout", "-q", "main"], cwd=repo, capture_output=True)  # DVC leaves HEAD detached
         set_params(repo, {"train": {"model": "mlp_500"}})
         (repo / "params.yaml").write_text((repo / "params.yaml").read_text() + "# a note of the user's\n")
+
+
+@pytest.mark.e2e
+@pytest.mark.bad_input
+@pytest.mark.parametrize("setting, words", [
+    ("train.epochs=true", "train.epochs: Input should be a valid integer"),  # DVC's == took it for 1: no re-run
+    ("models.mlp_500.hidden=[0]", "models.mlp_500.hidden.0: Input should be greater than or equal to 1"),
+    ("data.sample_test_size=4995", "data.sample_test_size: Input should be less than or equal to 4800"),
+])
+def test_a_params_value_a_stage_would_refuse_is_refused_by_the_guard_in_one_line(repo: Path, setting: str,
+                                                                                  words: str):
+    """Each of these gave a Keras or scikit-learn traceback, or (true for 1) recorded an experiment no stage
+    accepts; the guard, which depends on params.yaml itself, refuses it in one line before any stage runs."""
+    set_params(repo, {"train": {"model": "mlp_500"}})
+    before = hashes(repo)
+    done = dvc(repo, "exp", "run", "-S", setting)
+    errors = [line for line in done.stdout.splitlines() if line.startswith("error:")]
+    assert done.returncode != 0 and "Traceback" not in done.stdout, done.stdout
+    assert len(errors) == 1 and errors[0].startswith("error: guard: bad params: ") and words in errors[0], errors
+    assert hashes(repo) == before
+    subprocess.run(["git", "checkout", "-q", "main"], cwd=repo, capture_output=True)  # DVC leaves HEAD detached
+
+
+@pytest.mark.e2e
+@pytest.mark.bad_input
+def test_a_layer_too_big_for_memory_is_one_line_naming_its_size(repo: Path):
+    """`hidden=[3000000]` gave 59 lines of TensorFlow's ResourceExhaustedError; a layer of 10^9 units (3 TB of
+    weights) is one line saying out of memory, with the tensor's shape."""
+    set_params(repo, {"train": {"model": "mlp_500"}})
+    done = dvc(repo, "exp", "run", "-S", "models.mlp_500.hidden=[1000000000]")
+    errors = [line for line in done.stdout.splitlines() if line.startswith("error:")]
+    assert done.returncode != 0 and "Traceback" not in done.stdout, done.stdout[-3000:]
+    assert len(errors) == 1 and errors[0].startswith("error: train: out of memory (OOM when allocating tensor with "
+                                                     "shape[784,1000000000]"), errors
+    subprocess.run(["git", "checkout", "-q", "main"], cwd=repo, capture_output=True)

@@ -240,3 +240,46 @@ def test_a_killed_serving_host_never_blocks_its_deployment(tmp_path_factory):
         finally:
             os.killpg(host.pid, signal.SIGTERM)
             host.wait(timeout=60)
+
+
+@pytest.fixture
+def read_only(tmp_path: Path) -> Iterator[Path]:
+    """A real read-only filesystem (a tmpfs remounted ro) holding a registry with one version; needs root."""
+    mount = tmp_path / "ro"
+    mount.mkdir()
+    done = subprocess.run(["mount", "-t", "tmpfs", "-o", "size=4m", "tmpfs", str(mount)], capture_output=True,
+                          text=True)
+    if done.returncode != 0:
+        pytest.skip(f"cannot mount a tmpfs here: {done.stderr.strip()}")
+    try:
+        model = tmp_path / "model.keras"
+        model.write_bytes(b"weights")
+        registry.register(mount / "registry", "m", model, {"metrics": {"accuracy": 0.9}}, GATE)
+        subprocess.run(["mount", "-o", "remount,ro", str(mount)], check=True)
+        yield mount
+    finally:
+        subprocess.run(["umount", "-l", str(mount)], check=True)
+
+
+@pytest.mark.fault
+def test_a_read_only_registry_or_output_folder_gives_one_line_naming_the_file(read_only: Path, tmp_path: Path,
+                                                                              full_disk: Path):
+    """`mnist registry promote` on a read-only registry printed 125 lines ending in `OSError: [Errno 30]`; a stage
+    on a read-only project named its temporary file instead of the output; a full disk under the model folder
+    left Keras' 2.6 MB temporary `.model.keras.*.keras` behind."""
+    import keras
+
+    from mnist_pipeline.training import save_model
+
+    done = subprocess.run([sys.executable, "-m", "mnist_cli", "registry", "promote", "m@v1", "--root",
+                           str(read_only / "registry")], capture_output=True, text=True, env=stage_env())
+    assert done.returncode == 1 and len(done.stderr.strip().splitlines()) == 1, done.stderr
+    assert done.stderr.startswith("error: cannot write") and "Read-only file system" in done.stderr
+
+    keras.utils.set_random_seed(0)
+    model = keras.Sequential([keras.Input((784,)), keras.layers.Dense(512), keras.layers.Dense(10)])  # 1.6 MB
+    for folder, reason in ((read_only / "registry", "Read-only file system"), (full_disk, "No space left")):
+        with pytest.raises(OSError, match=reason) as raised:
+            save_model(model, folder / "model.keras")
+        assert raised.value.filename == str(folder / "model.keras")  # the output, not a temporary file
+    assert list(full_disk.iterdir()) == []  # neither Keras' temporary file nor ours is left

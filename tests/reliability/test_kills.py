@@ -95,6 +95,9 @@ def test_dvc_exp_run_killed_at_many_moments_then_repair_and_the_next_run_records
                                env=stage_env(), stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
                                start_new_session=True)
         time.sleep(delay)
+        if delay == 5.0 and run.poll() is None:  # two runs in one workspace record each other's params
+            busy = mnist(repo, "compare", "--models", "softmax_regression")
+            assert busy.returncode == 1 and "a dvc command is running in this workspace" in busy.stderr, busy.stderr
         if run.poll() is None:
             os.killpg(run.pid, signal.SIGKILL)
         elif run.returncode == 0:  # done before its kill (the run-cache had much of it)
@@ -117,10 +120,6 @@ def test_dvc_exp_run_killed_at_many_moments_then_repair_and_the_next_run_records
                    for rev in group.get("revs", []) if rev.get("data")]
     seeds = [rev["data"]["params"]["params.yaml"]["data"]["train"]["seed"] for rev in experiments]
     assert sorted(seeds) == sorted([*finished, 23]), seeds  # every finished run with its own seed; no killed one
-
-    boolean = dvc(repo, "exp", "run", "-S", "train.epochs=true")  # DVC's == took it for 1 and re-ran nothing
-    assert boolean.returncode != 0 and "error: guard: bad params: train.epochs: Input should be a valid integer" \
-        in boolean.stdout, boolean.stdout
 
 
 @pytest.mark.e2e

@@ -110,3 +110,16 @@ def test_compare_refuses_unknown_models_and_malformed_set(tmp_path: Path):
                              capture_output=True, text=True, timeout=120)
         assert run.returncode == 1 and message in run.stderr, run.stderr
     assert not (repo / "reports/mnist/catalogue.json").exists()
+
+
+def test_a_failed_runs_reason_is_the_stages_error_or_dvcs_first_error_line():
+    """`mnist compare` recorded the last line of DVC's error, its advice `you can manually remove
+    '.dvc/tmp/rwlock'`, as a failure reason."""
+    from mnist_cli.compare import failure_reason
+
+    dvc_lock = ["Reproducing experiment 'x'", "ERROR: Unable to acquire lock. Most likely another DVC process is "
+                "running or was terminated abruptly.", "you can manually remove '.dvc/tmp/rwlock'"]
+    assert failure_reason(dvc_lock).startswith("ERROR: Unable to acquire lock")
+    ours = ["Running stage 'train':", "error: train: out of memory (...)", "ERROR: failed to reproduce 'train'"]
+    assert failure_reason(ours) == "error: train: out of memory (...)"
+    assert failure_reason(["Killed", ""]) == "Killed" and failure_reason([]) == "unknown error"

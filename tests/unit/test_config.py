@@ -70,3 +70,36 @@ def test_dvc_exp_run_set_changes_only_its_own_lines(tmp_path):
                                                      copy.read_text().splitlines(), lineterm="", n=0)
                if line.startswith(("+", "-")) and not line.startswith(("+++", "---"))]
     assert len(changed) == 6, changed  # three lines out, three in
+
+
+@pytest.mark.bad_input
+def test_a_params_file_of_aliases_or_megabytes_is_refused_in_one_line(tmp_path: Path):
+    """A 488-byte YAML alias bomb stalled `dvc status` (MemoryError at 4 GB after 90 s) and a 6.5 MB params.yaml
+    made every stage take 41 s. The project's own reader (every stage, mnist compare and sweep) refuses both at
+    once; `mnist compare` does so before any `dvc` reads the file."""
+    import subprocess
+    import sys
+    import time
+
+    from mnist_pipeline.config import MAX_PARAMS_BYTES, read_params
+    from tests.harness import stage_env
+
+    levels = ["a: &a [x, x, x, x, x, x, x, x, x]"] + [
+        f"{chr(98 + i)}: &{chr(98 + i)} [{', '.join([f'*{chr(97 + i)}'] * 9)}]" for i in range(8)]
+    bomb = tmp_path / "params.yaml"
+    bomb.write_text("\n".join(levels) + "\n")
+    assert bomb.stat().st_size < 600
+    with pytest.raises(PipelineError, match=f"{bomb} uses a YAML alias \\(line 2\\)"):
+        read_params(bomb)
+    big = tmp_path / "big.yaml"
+    big.write_text("models:\n" + "".join(f"  m{i}: {{kind: dense}}\n" for i in range(MAX_PARAMS_BYTES // 15)))
+    with pytest.raises(PipelineError, match="bytes; a params file may hold at most 1,000,000"):
+        read_params(big)
+
+    started = time.monotonic()
+    done = subprocess.run([sys.executable, "-m", "mnist_cli", "compare"], cwd=tmp_path, env=stage_env(),
+                          capture_output=True, text=True, timeout=60)
+    assert done.returncode == 1 and done.stderr.strip() == (f"error: {Path('params.yaml')} uses a YAML alias "
+                                                            f"(line 2); params files may not: nested aliases "
+                                                            f"expand to gigabytes"), done.stderr
+    assert time.monotonic() - started < 30

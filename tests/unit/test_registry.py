@@ -85,10 +85,61 @@ def test_concurrent_registrations_get_distinct_numbers(tmp_path: Path):
 
 
 @pytest.mark.bad_input
-@pytest.mark.parametrize("ref", ["../etc@v1", "a/b@v1", "mlp_500@v0", "mlp_500", "MLP@v1", "x@../../v1"])
+@pytest.mark.parametrize("ref", ["../etc@v1", "a/b@v1", "mlp_500@v0", "mlp_500", "MLP@v1", "x@../../v1",
+                                 "mlp_500\n@v1", "mlp_500@v1\n", "mlp_500@history"])
 def test_bad_references_are_refused(tmp_path: Path, ref: str):
-    with pytest.raises(PipelineError, match="invalid|no version"):
+    """`$` in Python's `re` matches before a final newline, so `mlp_500\n@v1` passed the name check; `history` is
+    the key of aliases.json that keeps the alias moves, and as an alias it printed the whole history."""
+    registry.register(tmp_path, "mlp_500", fake_model(tmp_path), record(0.9), GATE)
+    with pytest.raises(PipelineError, match="invalid|no version") as raised:
         registry.resolve(tmp_path, ref)
+    assert len(str(raised.value)) < 120 and "\n" not in str(raised.value)[:-1]
+
+
+@pytest.mark.bad_input
+@pytest.mark.parametrize("champion", ["deleted", "accuracy_text", "accuracy_missing"])
+def test_registration_goes_on_past_a_champion_it_cannot_compare_with(tmp_path: Path, champion: str):
+    """A champion alias naming a deleted version blocked every registration (`no version mlp_500@v9`), and a
+    champion record with a non-numeric or missing accuracy made register raise. Registration goes on, judged
+    on the floor, and says why no champion was compared; `registry verify` names the problem."""
+    import json
+    import shutil
+
+    root = tmp_path / "reg"
+    for accuracy in (0.95, 0.96):
+        registry.register(root, "mlp_500", fake_model(tmp_path), record(accuracy), GATE)
+    path = root / "mlp_500" / "v2" / "record.json"  # the champion
+    if champion == "deleted":
+        shutil.rmtree(path.parent)
+    else:
+        data = json.loads(path.read_text())
+        data["metrics"] = {"accuracy": "high"} if champion == "accuracy_text" else {}
+        path.write_text(json.dumps(data))
+    version = registry.register(root, "mlp_500", fake_model(tmp_path), record(0.95), GATE)
+    assert version["version"] == "v3"  # the deleted v2's number is not reused: the alias history names it
+    assert version["blessed"], version["gate_reason"]
+    assert ("the champion could not be read (no version mlp_500@v2" if champion == "deleted" else
+            "champion v2 was not compared: its metrics.accuracy is") in version["gate_reason"], version["gate_reason"]
+    problems = registry.verify(root)
+    assert champion == "deleted" or any("mlp_500@v2: its metrics.accuracy" in problem for problem in problems), \
+        problems
+    assert champion != "deleted" or "mlp_500: version numbers [1, 3] are not 1..2" in problems, problems
+
+
+@pytest.mark.bad_input
+def test_a_record_whose_params_are_not_sections_is_refused_by_predict_and_verify(tmp_path: Path, mnist_sample):
+    import json
+
+    root = tmp_path / "reg"
+    registry.register(root, "mlp_500", fake_model(tmp_path), {**record(0.9), "params": []}, GATE)
+    assert registry.verify(root) == ["mlp_500@v1: its params are not a mapping of sections"]
+    np.savez(tmp_path / "digits.npz", x=mnist_sample["x_test"][:2])
+    done = subprocess.run([sys.executable, "-m", "mnist_cli", "predict", "mlp_500@v1", str(tmp_path / "digits.npz"),
+                           "--root", str(root)], capture_output=True, text=True, env=stage_env())
+    assert done.returncode == 1 and "Traceback" not in done.stderr, done.stderr
+    assert done.stderr.strip() == ("error: mlp_500@v1: its params are not a mapping of sections (`mnist registry "
+                                   "verify` lists what is wrong)")
+    assert json.loads((root / "mlp_500" / "v1" / "record.json").read_text())["params"] == []
 
 
 def test_cli_list_show_predict(tmp_path: Path, mnist_sample):
