@@ -38,6 +38,7 @@ from mnist_pipeline.orchestration import (
     run_lineage,
     save_experiment,
     slug,
+    stage_names,
     workspace,
     write_params,
 )
@@ -172,7 +173,9 @@ def register_model(folder: str, root: str, started_at: str) -> dict[str, Any]:
     layout, settings = Layout.from_params(params, work), parse_section(params, "registry", RegistryParams)
     trained = json.loads(layout.train_record.read_text())
     model = trained["model"]
-    record = {"metrics": {**json.loads(layout.metrics.read_text()), "train_seconds": trained["seconds"]},
+    timing = layout.timing("train")  # absent when DVC's run-cache restored the model instead of training it
+    fit = json.loads(timing.read_text()).get("fit_seconds") if timing.is_file() else None
+    record = {"metrics": {**json.loads(layout.metrics.read_text()), "train_seconds": fit},
               "params": {k: params[k] for k in ("data", "prepare", "resize", "features", "train")},
               "model_spec": trained["spec"], "resumed_from_checkpoint": trained["resumed_from_checkpoint"],
               "flow_run_id": str(flow_run.get_id()), "run_started_at": started_at, **run_lineage(work, project)}
@@ -205,6 +208,21 @@ def inline_images(report: Path) -> str:
         return f"![{match.group(1)}](data:image/png;base64,{base64.b64encode(picture.read_bytes()).decode()})"
 
     return re.sub(r"!\[([^\]]*)\]\(([^)/:]+\.png)\)", inline, text)
+
+
+def times_section(layout: Layout, folder: Path, ran: list[str]) -> str:
+    """Markdown: every stage's seconds in this run, or why it has none (the run report holds no times, so that
+    identical work writes an identical report)."""
+    rows = []
+    for stage in stage_names(folder):
+        path = layout.timing(stage)
+        timing = json.loads(path.read_text()) if stage in ran and path.is_file() else None
+        if timing is None:
+            rows.append(f"| {stage} | not run: its inputs were unchanged, or DVC's run-cache restored its outputs |")
+        else:
+            fit = f" (the fit alone: {timing['fit_seconds']:.1f})" if "fit_seconds" in timing else ""
+            rows.append(f"| {stage} | {timing['seconds']:.1f}{fit} |")
+    return "\n".join(["", "## Time per stage (this run)", "", "| stage | seconds |", "|---|---|", *rows, ""])
 
 
 def publish(version: dict[str, Any], dataset: str, model: str, report: str) -> None:
@@ -268,7 +286,8 @@ def run_pipeline(overrides: dict[str, Any], model_settings: dict[str, Any] | Non
               + (f", model settings {model_settings}" if model_settings else ""))
         ran = run_stages(str(folder), *targets, threads=threads)
         version = register_model(str(folder), str(ROOT), started_at)
-        publish(version, dataset, model, inline_images(Layout.from_params(params, folder).report))
+        layout = Layout.from_params(params, folder)
+        publish(version, dataset, model, inline_images(layout.report) + times_section(layout, folder, ran))
     verdict = "blessed, now champion" if version["blessed"] else "not blessed"
     print(f"registered {version['name']}@{version['version']}: {verdict} ({version['gate_reason']}); "
           f"report {version['report']}")

@@ -64,7 +64,7 @@ def describe(model: Any, history: dict[str, list[float]], settings: DemoParams) 
             "epochs_run": len(history["loss"])}
 
 
-def render(record: dict[str, Any], git: str) -> str:
+def render(record: dict[str, Any], code: str) -> str:
     """The demo's short report."""
     s = record["settings"]
     return "\n".join([
@@ -81,4 +81,4 @@ def render(record: dict[str, Any], git: str) -> str:
         ]), "",
         f"The neuron never sees x = {record['at']:g}: it extrapolates the line it fitted, so an error in the "
         f"weight is multiplied by {record['at']:g} there. Same seed, same number on the same machine.", "",
-        f"Code revision: {md_escape(git)}.", ""])
+        f"Code: {md_escape(code)}.", ""])

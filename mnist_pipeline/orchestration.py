@@ -181,8 +181,16 @@ def check_run(params: dict[str, Any]) -> None:
     model_spec(params.get("models", {}), model)
 
 
+class NoAliasDumper(yaml.SafeDumper):
+    """YAML without anchors: a value used twice (a variant's settings) is written twice, not as `&id001` and
+    `*id001`, which params files may not hold (config.NoAliasLoader)."""
+
+    def ignore_aliases(self, data: Any) -> bool:
+        return True
+
+
 def write_params(folder: Path, params: dict[str, Any]) -> None:
-    (folder / "params.yaml").write_text(yaml.safe_dump(params, sort_keys=False))
+    (folder / "params.yaml").write_text(yaml.dump(params, Dumper=NoAliasDumper, sort_keys=False))
 
 
 def run_lineage(folder: Path, root: Path) -> dict[str, Any]:

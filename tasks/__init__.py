@@ -24,7 +24,7 @@ from mnist_pipeline.errors import PipelineError
 from mnist_pipeline.files import write_json
 from mnist_pipeline.layout import PARAMS_FILE, Layout
 
-Main = Callable[[dict[str, Any], Layout], None]
+Main = Callable[[dict[str, Any], Layout], dict[str, Any] | None]  # returns extra timings, if any
 
 
 def log(message: str) -> None:
@@ -89,9 +89,9 @@ def run(name: str, main: Main, doc: str | None, tensorflow: bool = False) -> NoR
         layout = Layout.from_params(params)
         layout.check_inside()  # before the stage runs: nothing is written outside the project
         layout.check_kept(params)  # ... nor over what the project keeps (the guard stage checks it before DVC)
-        main(params, layout)
+        extra = main(params, layout) or {}  # e.g. train's fit alone: times live here, never in a DVC output
         seconds = time.perf_counter() - started
-        write_json(layout.timing(name), {"stage": name, "seconds": round(seconds, 2)})
+        write_json(layout.timing(name), {"stage": name, "seconds": round(seconds, 2), **extra})
         log(f"{name}: done in {seconds:.1f} s")
     except PipelineError as exc:
         log(f"error: {name}: {exc}")

@@ -12,7 +12,7 @@ from mnist_pipeline import import_tensorflow
 from mnist_pipeline.config import DemoParams, parse_section
 from mnist_pipeline.files import atomic_path, write_json
 from mnist_pipeline.layout import Layout
-from mnist_pipeline.lineage import git_revision
+from mnist_pipeline.lineage import stage_code_digest
 from tasks import log, run
 
 
@@ -28,7 +28,7 @@ def main(params: dict[str, Any], layout: Layout) -> None:
     save_model(model, layout.demo_model)
     write_json(layout.demo_record, record)
     with atomic_path(layout.demo_report) as tmp:
-        tmp.write_text(demo.render(record, git_revision()))
+        tmp.write_text(demo.render(record, stage_code_digest("demo")))
     log(f"demo: y = {record['weight']:.4f} x {record['bias']:+.4f}; predict({settings.at:g}) = "
         f"{record['prediction']:.4f} (truth {record['truth']:g}, the tutorial {settings.claimed}); "
         f"{layout.demo_report}")

@@ -1,29 +1,21 @@
 """report: a markdown report with PNG plots that says what was trained on what, how well, and why.
 
 Everything comes from the records the earlier stages wrote (fetch, validation, prepare, train,
-evaluation), dvc.lock and the stage timings, so the report's numbers are the pipeline's numbers.
+evaluation) and dvc.lock, so the report's numbers are the pipeline's numbers. It holds no time (a
+stage's seconds are in the timings folder), so identical work writes an identical report.
 """
 
 from __future__ import annotations
 
-import json
 from typing import Any
 
 from mnist_pipeline.claims import Run, judge
 from mnist_pipeline.config import ReportParams, parse_section
 from mnist_pipeline.files import atomic_path, load_npz, read_json
 from mnist_pipeline.layout import Layout
-from mnist_pipeline.lineage import git_revision, lock_stages
+from mnist_pipeline.lineage import code_digest, lock_stages
 from mnist_pipeline.reporting.run_report import render, write_plots
 from tasks import log, run
-
-
-def timings(layout: Layout, order: list[str]) -> dict[str, float]:
-    """Seconds of each stage's last successful run, from the timings folder: the stages of `order` (the
-    pipeline's) first, in that order, then any other by name."""
-    found = {path.stem: json.loads(path.read_text())["seconds"] for path in layout.folder("timings").glob("*.json")}
-    rank = {stage: position for position, stage in enumerate(order)}
-    return dict(sorted(found.items(), key=lambda item: (rank.get(item[0], len(rank)), item[0])))
 
 
 def main(params: dict[str, Any], layout: Layout) -> None:
@@ -42,7 +34,7 @@ def main(params: dict[str, Any], layout: Layout) -> None:
         "fetch": fetched, "validation": read_json(layout.validation_record),
         "prepare": read_json(layout.prepare_record), "train": trained, "evaluation": evaluation,
         "verdict": judge(trained["spec"], run_facts), "samples_per_class": settings.samples_per_class,
-        "git": git_revision(), "stages": stages, "timings": timings(layout, list(stages)),
+        "code": code_digest(stages), "stages": stages,
     }
     layout.report_dir.mkdir(parents=True, exist_ok=True)
     write_plots(layout.report_dir, ctx, load_npz(layout.raw_data))

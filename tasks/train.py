@@ -92,9 +92,10 @@ def fit_model(spec: ModelSpec, data: dict[str, np.ndarray], settings: TrainParam
     return model, history, stack, time.perf_counter() - started
 
 
-def main(params: dict[str, Any], layout: Layout) -> None:
+def main(params: dict[str, Any], layout: Layout) -> dict[str, float]:
     """Read `train`, `models.<train.model>` and `distortions`; write the model, its predictions and the train
-    record."""
+    record. Returns the fit's seconds for the timings folder: the record holds no time, so identical work writes
+    identical files."""
     settings = parse_section(params, "train", TrainParams)
     distortions = parse_section(params, "distortions", DistortionsParams)
     models = params.get("models", {})
@@ -139,7 +140,7 @@ def main(params: dict[str, Any], layout: Layout) -> None:
         "prepare": {"normalize": prepared["normalized"]},  # the input scale the model was trained on
         "history": history, "epochs_run": len(history.get("loss", [])), "stopped_by": how,
         "restored_epoch": restored,  # the epoch whose weights were evaluated (None: the last)
-        "parameters": int(model.count_params()), "seconds": round(seconds, 2), "run_key": key,
+        "parameters": int(model.count_params()), "run_key": key,
         "resumed_from_checkpoint": resuming, "layers": training.layer_table(model),
         "shapes": {k: list(v.shape) for k, v in data.items() if k.startswith(("x_", "y_"))},
         "dataset": prepared.get("dataset"), "raw_sha256": prepared.get("raw_sha256"),
@@ -148,6 +149,7 @@ def main(params: dict[str, Any], layout: Layout) -> None:
         "distortions": distorted_record,  # the distorted test sets predicted (name: what it does), or why none
     })
     log(f"train: {settings.model} done: {how}, {model.count_params():,} parameters, {seconds:.1f} s")
+    return {"fit_seconds": round(seconds, 2)}
 
 
 if __name__ == "__main__":

@@ -21,8 +21,13 @@ def leaderboard_rows(results: list[dict[str, Any]]) -> list[list[object]]:
         claimed = spec.get("claimed", "")
         rows.append([rank, r["label"], f"{m['accuracy']:.2%}", claimed, f"{m['loss']:.4f}",
                      f"{m['train_accuracy']:.1%} / {m['val_accuracy']:.1%}", f"{m['parameters']:,}",
-                     f"{m['train_seconds']:.0f} s, {r['epochs_run']} epochs"])
+                     f"{seconds(m.get('train_seconds'))}, {r['epochs_run']} epochs"])
     return rows
+
+
+def seconds(value: float | None) -> str:
+    """A fit's seconds, or why there are none (DVC's run-cache restored the model: it was not trained again)."""
+    return f"{value:.0f} s" if isinstance(value, (int, float)) else "restored, not trained"
 
 
 def leaderboard_png(path: Path, results: list[dict[str, Any]]) -> None:

@@ -77,7 +77,6 @@ def training_section(ctx: dict[str, Any]) -> list[str]:
         ["batch size", spec["batch_size"]], ["epochs", f"{trained['epochs_run']} of {spec['epochs']} max"],
         ["stopped by", trained["stopped_by"]], ["evaluated weights", evaluated_weights(trained)],
         ["seed", trained["train_params"]["seed"]],
-        ["training time", f"{trained['seconds']:.1f} s"],
     ]
     curves = [f"![learning curves]({PLOTS['curves']})", ""] if ctx.get("curves") else []
     return ["## Training", "", table(["setting", "value"], rows), "", *curves]
@@ -156,20 +155,22 @@ def warnings_section(ctx: dict[str, Any]) -> list[str]:
 
 def lineage_section(ctx: dict[str, Any]) -> list[str]:
     fetched, trained = ctx["fetch"], ctx["train"]
-    rows = [["code revision", ctx["git"]], ["dataset", fetched["dataset"]],
+    rows = [["code", ctx["code"]], ["dataset", fetched["dataset"]],
             *[[f"source file {f['name']}", f["sha256"]] for f in fetched["source_files"]],
             ["train params", ", ".join(f"{k}={v}" for k, v in trained["train_params"].items())],
             ["model spec", ", ".join(f"{k}={v}" for k, v in trained["spec"].items())]]
     hashes = [[name, ", ".join(f"{path}: {(md5 or '?')[:12]}" for path, md5 in stage["outs"].items())]
               for name, stage in ctx["stages"].items()]
     return ["## Lineage", "", table(["what", "value"], rows), "", "Stage outputs (from dvc.lock):", "",
-            table(["stage", "outputs (md5)"], hashes), "", "Time per stage (last run of each):", "",
-            table(["stage", "seconds"], [[stage, f"{seconds:.1f}"] for stage, seconds in ctx["timings"].items()]), ""]
+            table(["stage", "outputs (md5)"], hashes), "",
+            "Times are not in this report, so that identical work writes an identical report: each stage's last "
+            "run is in the timings folder (`paths.timings`), and a deployment run's record and its Prefect report "
+            "give them.", ""]
 
 
 def render(ctx: dict[str, Any]) -> str:
     """The report's markdown from the collected records (`ctx`: fetch, validation, prepare, train, evaluation,
-    git, stages, timings, samples_per_class, curves)."""
+    code, stages, samples_per_class, curves)."""
     sections = (headline, data_section, model_section, training_section, metrics_section, distortions_section,
                 claims_section, warnings_section, lineage_section)
     return "\n".join(line for section in sections for line in section(ctx))

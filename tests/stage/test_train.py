@@ -106,13 +106,17 @@ def test_train_refuses_data_prepared_in_another_layout(data_dir: Path, tmp_path:
 
 
 def test_timings_go_where_params_say(data_dir: Path, tmp_path: Path, run_stage):
-    """paths.timings moves the writers too (every stage's entry), not only the report's reader."""
+    """paths.timings moves the writers too (every stage's entry); the train stage's entry has the fit alone, and
+    the report holds no time (identical work writes an identical report)."""
     folder = workspace(data_dir, tmp_path, {**QUICK, "paths": {"timings": "elsewhere/times"}})
     run_all(folder, run_stage, ("train", "evaluate", "report"))
     assert sorted(p.name for p in (folder / "elsewhere/times").iterdir()) == ["evaluate.json", "report.json",
                                                                              "train.json"]
     assert not (folder / "timings").exists()
-    assert "| train |" in (folder / "report/report.md").read_text()
+    assert json.loads((folder / "elsewhere/times/train.json").read_text())["fit_seconds"] > 0
+    report = (folder / "report/report.md").read_text()
+    assert "Times are not in this report" in report and "seconds" not in report.replace("stage's seconds", "")
+    assert "seconds" not in json.loads((folder / "model/train.json").read_text())
 
 
 HOSTILE = "<img src=x onerror=alert(1)> | [click](javascript:alert(1)) # not a heading"
