@@ -192,6 +192,7 @@ def register_model(folder: str, root: str, started_at: str) -> dict[str, Any]:
     evaluation = json.loads(layout.evaluation_record.read_text())
     report = project / settings.dir / model / version["version"] / "report" / layout.report.name
     return {**version, "report": str(report), "spec": trained["spec"],
+            "ci95": evaluation["intervals"]["test"]["ci95"],
             "epochs_run": trained["epochs_run"], "stopped_by": trained["stopped_by"],
             "diagnosis": evaluation["diagnosis"], "audit": evaluation["audit"]}
 
@@ -288,9 +289,11 @@ def run_pipeline(overrides: dict[str, Any], model_settings: dict[str, Any] | Non
         version = register_model(str(folder), str(ROOT), started_at)
         layout = Layout.from_params(params, folder)
         publish(version, dataset, model, inline_images(layout.report) + times_section(layout, folder, ran))
-    verdict = "blessed, now champion" if version["blessed"] else "not blessed"
-    print(f"registered {version['name']}@{version['version']}: {verdict} ({version['gate_reason']}); "
-          f"report {version['report']}")
+    verdict = "blessed, now champion" if version["blessed"] else "not blessed, the champion stays"
+    low, high = version["ci95"]
+    # the run's last log line, so `prefect deployment run ... --watch` ends with the result, not only the state
+    print(f"registered {version['name']}@{version['version']}: test accuracy {version['metrics']['accuracy']:.2%} "
+          f"(95% interval {low:.1%}-{high:.1%}); {verdict} ({version['gate_reason']}); report {version['report']}")
     return {"version": f"{version['name']}@{version['version']}", "experiment": version["experiment"],
             "blessed": version["blessed"],
             "metrics": version["metrics"], "report": version["report"], "stages_run": ran,

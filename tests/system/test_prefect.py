@@ -27,7 +27,11 @@ def test_deployment_run_registers_a_version_with_lineage(prefect_env, served: Pa
     run = prefect(prefect_env, "deployment", "run", "train-mnist/mnist", *TINY, "--watch", cwd=served)
     assert run.returncode == 0, run.stdout[-3000:] + run.stderr[-3000:]
     assert versions(served, "mlp_500") == ["v1"]
+    # a --watch user sees the result: version, accuracy with its interval, champion or not
+    assert re.search(r"registered mlp_500@v1: test accuracy [0-9.]+% \(95% interval [0-9.]+%-[0-9.]+%\); blessed, "
+                     r"now champion", " ".join(run.stdout.split())), run.stdout[-3000:]  # unwrapped from 80 columns
     record = json.loads((served / "registry/mlp_500/v1/record.json").read_text())
+    assert record["metrics"]["train_seconds"] > 0  # from the timings folder: train ran in this run
     assert record["blessed"] and "no champion yet" in record["gate_reason"]
     assert record["git_revision"] == subprocess.run(["git", "rev-parse", "HEAD"], cwd=served, capture_output=True,
                                                     text=True).stdout.strip()
@@ -115,6 +119,7 @@ def test_report_artifact_shows_its_pictures_in_the_prefect_ui(prefect_env, serve
             "const imgs = [...document.querySelectorAll('img[alt]')];"
             "return imgs.every(i => i.complete) ? imgs.map(i => [i.alt, i.naturalWidth]) : null;"))
         driver.save_screenshot(str(tmp_path / "artifact.png"))
+        text = driver.find_element(By.TAG_NAME, "body").text
     finally:
         driver.quit()
     pictures = {alt: width for alt, width in images if alt in ("sample inputs", "learning curves",
@@ -122,6 +127,7 @@ def test_report_artifact_shows_its_pictures_in_the_prefect_ui(prefect_env, serve
     assert set(pictures) == {"sample inputs", "learning curves", "confusion matrix", "mistakes"}, images
     assert all(width > 0 for width in pictures.values()), images  # every picture loaded
     assert (tmp_path / "artifact.png").stat().st_size > 10_000
+    assert "Time per stage (this run)" in text and re.search(r"\btrain [0-9.]+ \(the fit alone: [0-9.]+\)", text)
 
 
 ARTIFACT_ID = """
