@@ -99,16 +99,16 @@ def run(name: str, main: Main, doc: str | None, tensorflow: bool = False) -> NoR
     except MemoryError as exc:  # an input larger than this machine holds: one line, not a traceback
         log(f"error: {name}: out of memory" + (f" ({exc})" if str(exc) else ""))
         code = 1
+    except OSError as exc:  # full disk, permissions, ...: name the file and the reason
+        where = f" {exc.filename}" if exc.filename else ""
+        log(f"error: {name}: cannot read or write{where}: {exc.strerror or exc}")
+        code = 1
     except Exception as exc:
         if not out_of_memory(exc):
             raise
         # TensorFlow's own (ResourceExhaustedError: 59 lines): its first line names the tensor and its shape
         first = re.sub(r"^\{\{[^}]*\}\}\s*", "", str(exc).strip().splitlines()[0] if str(exc).strip() else "")
         log(f"error: {name}: out of memory ({first[:300] or type(exc).__name__})")
-        code = 1
-    except OSError as exc:  # full disk, permissions, ...: name the file and the reason
-        where = f" {exc.filename}" if exc.filename else ""
-        log(f"error: {name}: cannot read or write{where}: {exc.strerror or exc}")
         code = 1
     if tensorflow:
         sys.stdout.flush()
