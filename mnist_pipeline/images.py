@@ -32,15 +32,22 @@ FIELD, BOX = 28, 20  # MNIST: 28x28 field, digit fitted into 20x20
 
 def read_gray(path: Path, max_bytes: int = MAX_FILE_BYTES, max_pixels: int = MAX_PIXELS) -> np.ndarray:
     """PNG/JPEG (or MPO) file -> uint8 (H, W) grayscale; transparent parts become white paper."""
+    return decode_gray(path, path, path.stat().st_size, max_bytes, max_pixels)
+
+
+def decode_gray(source: Path | bytes, path: Path | str, size: int, max_bytes: int = MAX_FILE_BYTES,
+                max_pixels: int = MAX_PIXELS) -> np.ndarray:
+    """`read_gray` of a file or of bytes (an upload); `path` names it in the errors, `size` is its length."""
+    import io
+
     from PIL import Image, ImageOps, UnidentifiedImageError
 
-    size = path.stat().st_size
     if size > max_bytes:
         raise PipelineError(f"{path}: file is {size / 2**20:.1f} MiB, over the limit of {max_bytes / 2**20:.1f} MiB")
     if size == 0:
         raise PipelineError(f"{path}: empty file, not an image")
     try:
-        with Image.open(path) as image:
+        with Image.open(io.BytesIO(source) if isinstance(source, bytes) else source) as image:
             if image.format not in FORMATS:
                 raise PipelineError(f"{path}: {image.format} image; only PNG and JPEG are read")
             width, height = image.size
