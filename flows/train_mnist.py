@@ -10,6 +10,7 @@ from the run-cache, not recomputed. Tasks pass the workspace path, never arrays.
 from __future__ import annotations
 
 import base64
+import hashlib
 import json
 import logging
 import os
@@ -20,6 +21,7 @@ from datetime import datetime, timezone
 from pathlib import Path
 from typing import Any
 
+import numpy as np
 from prefect import flow, get_run_logger, task
 from prefect.artifacts import create_markdown_artifact, create_table_artifact
 from prefect.cache_policies import NO_CACHE
@@ -42,6 +44,7 @@ from mnist_pipeline.orchestration import (
     workspace,
     write_params,
 )
+from mnist_pipeline.paired import pack
 
 ROOT = Path(__file__).resolve().parents[1]
 
@@ -175,10 +178,17 @@ def register_model(folder: str, root: str, started_at: str) -> dict[str, Any]:
     model = trained["model"]
     timing = layout.timing("train")  # absent when DVC's run-cache restored the model instead of training it
     fit = json.loads(timing.read_text()).get("fit_seconds") if timing.is_file() else None
+    lineage = run_lineage(work, project)
+    rows = np.loadtxt(layout.confusion_csv, delimiter=",", skiprows=1, dtype=np.int64, ndmin=2)
     record = {"metrics": {**json.loads(layout.metrics.read_text()), "train_seconds": fit},
+              # what the gate's paired test needs: each test image right or wrong, and which images they were
+              "test_correct": pack(rows[:, 0] == rows[:, 1]),
+              "test_set": {"raw_sha256": trained["raw_sha256"], "images": len(rows)},
+              # the same data, params and code give the same stage hashes: an identical run registers nothing
+              "fingerprint": hashlib.sha256(json.dumps(lineage["dvc_lock"], sort_keys=True).encode()).hexdigest(),
               "params": {k: params[k] for k in ("data", "prepare", "resize", "features", "train")},
               "model_spec": trained["spec"], "resumed_from_checkpoint": trained["resumed_from_checkpoint"],
-              "flow_run_id": str(flow_run.get_id()), "run_started_at": started_at, **run_lineage(work, project)}
+              "flow_run_id": str(flow_run.get_id()), "run_started_at": started_at, **lineage}
 
     def as_experiment(number: str, blessed: bool) -> dict[str, Any]:
         """Save the run as the DVC experiment `<model>-vN`, its registry version among its metrics."""
@@ -292,9 +302,16 @@ def run_pipeline(overrides: dict[str, Any], model_settings: dict[str, Any] | Non
     verdict = "blessed, now champion" if version["blessed"] else "not blessed, the champion stays"
     low, high = version["ci95"]
     # the run's last log line, so `prefect deployment run ... --watch` ends with the result, not only the state
-    print(f"registered {version['name']}@{version['version']}: test accuracy {version['metrics']['accuracy']:.2%} "
-          f"(95% interval {low:.1%}-{high:.1%}); {verdict} ({version['gate_reason']}); report {version['report']}")
+    if version.get("duplicate_of"):
+        print(f"registered nothing: this run is the same work (data, params and code: dvc.lock's stage hashes) as "
+              f"{version['duplicate_of']}, test accuracy {version['metrics']['accuracy']:.2%} (95% interval "
+              f"{low:.1%}-{high:.1%}); the champion is unchanged; report {version['report']}")
+    else:
+        print(f"registered {version['name']}@{version['version']}: test accuracy "
+              f"{version['metrics']['accuracy']:.2%} (95% interval {low:.1%}-{high:.1%}); {verdict} "
+              f"({version['gate_reason']}); report {version['report']}")
     return {"version": f"{version['name']}@{version['version']}", "experiment": version["experiment"],
+            "duplicate_of": version.get("duplicate_of"),
             "blessed": version["blessed"],
             "metrics": version["metrics"], "report": version["report"], "stages_run": ran,
             **{k: version[k] for k in ("spec", "epochs_run", "stopped_by", "diagnosis", "audit")}}

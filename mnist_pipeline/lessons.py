@@ -29,7 +29,15 @@ from pydantic import BaseModel, ConfigDict, Field, model_validator
 
 from mnist_pipeline.catalogue import ModelSpec
 from mnist_pipeline.errors import PipelineError
-from mnist_pipeline.paired import FALSE_DISCOVERY_RATE, MIN_EFFECT, control, paired_difference, why_not
+from mnist_pipeline.paired import (  # noqa: F401 - pack and unpack: the records' per-image bits, used from here too
+    FALSE_DISCOVERY_RATE,
+    MIN_EFFECT,
+    control,
+    pack,
+    paired_difference,
+    unpack,
+    why_not,
+)
 
 NOT_COMPARED = ("claimed", "claimed_accuracy", "source", "claim_dataset", "metric")  # not settings of the run
 
@@ -125,15 +133,6 @@ def load_claims(path: Path, catalogue: list[str]) -> Claims:
     if unknown or any(c.model not in catalogue for c in claims.configurations.values()):
         raise PipelineError(f"{path}: unknown configurations {unknown}; known: {', '.join(sorted(known))}")
     return claims
-
-
-def unpack(bits: str, total: int) -> np.ndarray:
-    """A run's per-test-image correctness, stored as hex of np.packbits, back to (total,) bool."""
-    return np.unpackbits(np.frombuffer(bytes.fromhex(bits), dtype=np.uint8))[:total].astype(bool)
-
-
-def pack(correct: np.ndarray) -> str:
-    return np.packbits(correct.astype(np.uint8)).tobytes().hex()
 
 
 def differences(first: dict[str, Any], second: dict[str, Any]) -> dict[str, tuple[Any, Any]]:

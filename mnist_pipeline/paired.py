@@ -27,6 +27,16 @@ FALSE_DISCOVERY_RATE = 0.05
 MIN_EFFECT = 0.01  # in accuracy: 1 point, 10 of 1,000 test images; nothing smaller is called a finding
 
 
+def unpack(bits: str, total: int) -> np.ndarray:
+    """A run's per-test-image correctness, stored as hex of np.packbits, back to (total,) bool."""
+    return np.unpackbits(np.frombuffer(bytes.fromhex(bits), dtype=np.uint8))[:total].astype(bool)
+
+
+def pack(correct: np.ndarray) -> str:
+    """(n,) bool per-test-image correctness as hex of np.packbits (how records keep it)."""
+    return np.packbits(correct.astype(np.uint8)).tobytes().hex()
+
+
 def paired_difference(a: list[np.ndarray], b: list[np.ndarray], resamples: int = RESAMPLES,
                       seed: int = 0) -> dict[str, Any]:
     """b minus a in accuracy, seeds paired in order ((n,) bool each, the same n test images): the mean over seeds

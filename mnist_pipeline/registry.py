@@ -32,6 +32,7 @@ from filelock import FileLock
 
 from mnist_pipeline.errors import PipelineError
 from mnist_pipeline.files import sha256_file, write_json
+from mnist_pipeline.paired import paired_difference, unpack
 from mnist_pipeline.processes import alive, host_name
 
 NAME = re.compile(r"^[a-z0-9][a-z0-9_-]{0,63}$")
@@ -239,18 +240,44 @@ def gate_champion(root: Path, name: str) -> tuple[dict[str, Any] | None, str]:
     return {**champion, "version": champion.get("version", f"v{number}")}, ""
 
 
-def judge(accuracy: float, champion: dict[str, Any] | None, gate: Gate) -> tuple[bool, str]:
-    """Blessed or not, and why."""
+def gate_verdict(record: dict[str, Any], champion: dict[str, Any] | None,
+                 gate: Gate) -> tuple[bool, str, dict[str, Any] | None]:
+    """Blessed or not, why, and the comparison with the champion (None when there was none to make).
+
+    Below `min_accuracy` a version is never blessed. Against a champion tested on the same images (the same data
+    sha256 and count, each with its per-image correctness) the paired test decides: the bootstrap over the test
+    images of candidate minus champion (one model each); blessed when the interval's lower end is above
+    -tolerance ("not worse"), and "better" only when it is above 0. A champion tested on other images, or
+    registered without per-image correctness, is not comparable: the floor alone decides, and the reason says so."""
+    accuracy = record["metrics"]["accuracy"]
+    floor = f"accuracy {accuracy:.4f} {'meets' if accuracy >= gate.min_accuracy else 'is below'} the floor " \
+            f"{gate.min_accuracy:.4f}"
     if accuracy < gate.min_accuracy:
-        return False, f"accuracy {accuracy:.4f} is below the floor {gate.min_accuracy:.4f}"
+        return False, floor, None
     if champion is None:
-        return True, f"accuracy {accuracy:.4f} meets the floor {gate.min_accuracy:.4f}; no champion yet"
-    best = champion["metrics"]["accuracy"]
-    if accuracy < best - gate.tolerance:
-        return False, (f"accuracy {accuracy:.4f} is worse than champion {champion['version']} ({best:.4f}) "
-                       f"by more than the tolerance {gate.tolerance:.4f}")
-    return True, (f"accuracy {accuracy:.4f} is within {gate.tolerance:.4f} of or above champion "
-                  f"{champion['version']} ({best:.4f})")
+        return True, f"{floor}; no champion yet", None
+    against, mine, theirs = champion["version"], record.get("test_set"), champion.get("test_set")
+    if not (record.get("test_correct") and champion.get("test_correct") and mine and theirs):
+        why = "one of the two has no per-image test record"
+    elif mine != theirs:
+        why = (f"other test images: data {str(theirs.get('raw_sha256'))[:12]} ({theirs.get('images')} images) "
+               f"against {str(mine.get('raw_sha256'))[:12]} ({mine.get('images')})")
+    else:
+        why = ""
+    if why:
+        return True, f"{floor}; not comparable with champion {against} ({why}): judged on the floor alone", {
+            "against": against, "verdict": "not comparable", "why": why}
+    n = mine["images"]
+    result = paired_difference([unpack(champion["test_correct"], n)], [unpack(record["test_correct"], n)])
+    low, high = result["ci95"]
+    verdict = "better" if low > 0 else "not worse" if low > -gate.tolerance else "worse"
+    comparison = {"against": against, "verdict": verdict, "difference": result["difference"], "ci95": [low, high],
+                  "p": result["p"], "images": n, "test_set": mine,
+                  "test": f"paired bootstrap over the {n:,} test images, candidate minus champion (one model each)"}
+    reason = (f"{floor}; against champion {against} on the same {n:,} test images {result['difference']:+.2%} "
+              f"(95% interval {low:+.2%} to {high:+.2%}, paired): {verdict}"
+              + (f" (its lower end is below -{gate.tolerance:.2%}, the tolerance)" if verdict == "worse" else ""))
+    return verdict != "worse", reason, comparison
 
 
 def _move_alias(root: Path, name: str, alias: str, version: str, reason: str, rollback: bool = False) -> None:
@@ -278,6 +305,21 @@ def remove_abandoned_staging(folder: Path) -> None:
             shutil.rmtree(path, ignore_errors=True)
 
 
+def same_work(root: Path, name: str, fingerprint: str | None) -> dict[str, Any] | None:
+    """The record of the version made by the same work (data, params and code: the `fingerprint` of dvc.lock's
+    stage hashes), if there is one: a second identical run registers nothing and names it."""
+    if not fingerprint:
+        return None
+    for number in versions(root, name):
+        try:
+            record = read_record(root, name, number)
+        except PipelineError:
+            continue
+        if record.get("fingerprint") == fingerprint:
+            return record
+    return None
+
+
 def register(root: Path, name: str, model_file: Path, record: dict[str, Any], gate: Gate,
              attachments: dict[str, Path] | None = None,
              on_number: Callable[[str, bool], dict[str, Any]] | None = None) -> dict[str, Any]:
@@ -286,7 +328,8 @@ def register(root: Path, name: str, model_file: Path, record: dict[str, Any], ga
 
     `on_number(version, blessed)` runs once the number is known, before the version appears, and its
     fields join the record (the flow saves the run as the DVC experiment `<name>-vN` there); when it
-    raises, nothing is registered."""
+    raises, nothing is registered. A record whose `fingerprint` an existing version has (the same work) registers
+    nothing: that version's record comes back with `duplicate_of`."""
     check_name(name)
     folder = root / name
     folder.mkdir(parents=True, exist_ok=True)
@@ -298,13 +341,16 @@ def register(root: Path, name: str, model_file: Path, record: dict[str, Any], ga
             shutil.copytree(source, staging / check_name(target))
         with FileLock(str(folder / ".lock"), timeout=600):
             remove_abandoned_staging(folder)
+            if same := same_work(root, name, record.get("fingerprint")):
+                return {**same, "duplicate_of": f"{name}@{same['version']}"}
             number = max([0, *versions(root, name), *named_versions(root, name)]) + 1  # never a number reused
             version = f"v{number}"
             champion, note = gate_champion(root, name)
-            blessed, reason = judge(record["metrics"]["accuracy"], champion, gate)
+            blessed, reason, comparison = gate_verdict(record, champion, gate)
             if note:  # a champion is set but cannot be compared with: not "no champion yet"
                 reason = reason.removesuffix("; no champion yet") + note
             final = {**record, "name": name, "version": version, "blessed": blessed, "gate_reason": reason,
+                     "gate_comparison": comparison,
                      "gate": {"min_accuracy": gate.min_accuracy, "tolerance": gate.tolerance},
                      "registered_at": datetime.now(timezone.utc).isoformat(timespec="milliseconds")}
             if on_number is not None:

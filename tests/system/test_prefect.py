@@ -92,6 +92,21 @@ asyncio.run(main())
 """
 
 
+def test_an_identical_deployment_run_registers_no_duplicate(prefect_env, served: Path):
+    """The same data, params and code (every stage from DVC's run-cache, the same stage hashes) registered
+    mlp_500@v2 and moved the champion; now the run names the version that holds it."""
+    if not versions(served, "mlp_500"):
+        first = prefect(prefect_env, "deployment", "run", "train-mnist/mnist", *TINY, "--watch", cwd=served)
+        assert first.returncode == 0, first.stdout[-3000:]
+    run = prefect(prefect_env, "deployment", "run", "train-mnist/mnist", *TINY, "--watch", cwd=served)
+    assert run.returncode == 0, run.stdout[-3000:] + run.stderr[-3000:]
+    said = " ".join(run.stdout.split())
+    assert "registered nothing: this run is the same work (data, params and code: dvc.lock's stage hashes) as " \
+           "mlp_500@v1" in said, run.stdout[-3000:]
+    assert versions(served, "mlp_500") == ["v1"]
+    assert json.loads((served / "registry/mlp_500/aliases.json").read_text())["champion"] == "v1"
+
+
 def test_report_artifact_shows_its_pictures_in_the_prefect_ui(prefect_env, served: Path, tmp_path: Path):
     """The report as a person sees it in the Prefect UI, in a real headless Chromium: every picture loaded."""
     from selenium import webdriver
@@ -127,7 +142,9 @@ def test_report_artifact_shows_its_pictures_in_the_prefect_ui(prefect_env, serve
     assert set(pictures) == {"sample inputs", "learning curves", "confusion matrix", "mistakes"}, images
     assert all(width > 0 for width in pictures.values()), images  # every picture loaded
     assert (tmp_path / "artifact.png").stat().st_size > 10_000
-    assert "Time per stage (this run)" in text and re.search(r"\btrain [0-9.]+ \(the fit alone: [0-9.]+\)", text)
+    # every stage: its seconds, or (the latest run being the identical one) why it has none
+    assert "Time per stage (this run)" in text and re.search(
+        r"\btrain ([0-9.]+ \(the fit alone: [0-9.]+\)|not run: its inputs were unchanged, or DVC's run-cache)", text)
 
 
 ARTIFACT_ID = """

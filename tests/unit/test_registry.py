@@ -57,14 +57,57 @@ def test_abandoned_staging_folders_are_removed_live_ones_kept(tmp_path: Path):
     assert registry.versions(root, "m") == [1, 2] and registry.verify(root) == []
 
 
+def scored(right: int, data: str = "a" * 64, total: int = 1000) -> dict:
+    """A record whose first `right` of `total` test images (of data `data`) were classified right."""
+    from mnist_pipeline.paired import pack
+
+    return {**record(right / total), "test_correct": pack(np.arange(total) < right),
+            "test_set": {"raw_sha256": data, "images": total}}
+
+
+def test_the_gate_uses_the_paired_test_on_the_same_images(tmp_path: Path):
+    """Blessed when the paired interval of candidate minus champion stays above -tolerance, "better" only when it
+    is above 0; another test set is not comparable and the floor alone decides."""
+    root, model = tmp_path / "reg", fake_model(tmp_path)
+    registry.register(root, "cnn", model, scored(950), GATE)
+    low = registry.register(root, "cnn", model, scored(850), GATE)
+    assert not low["blessed"] and "below the floor" in low["gate_reason"] and low["gate_comparison"] is None
+    worse = registry.register(root, "cnn", model, scored(930), GATE)  # 20 images fewer: -2.00% (-2.9% to -1.2%)
+    assert not worse["blessed"] and worse["gate_comparison"]["verdict"] == "worse", worse["gate_reason"]
+    assert "against champion v1 on the same 1,000 test images -2.00%" in worse["gate_reason"]
+    equal = registry.register(root, "cnn", model, scored(950), GATE)
+    assert equal["blessed"] and equal["gate_comparison"]["verdict"] == "not worse"
+    assert equal["gate_comparison"]["ci95"] == [0.0, 0.0] and equal["gate_comparison"]["images"] == 1000
+    better = registry.register(root, "cnn", model, scored(975), GATE)  # against v4 (the equal one), champion now
+    assert better["blessed"] and better["gate_comparison"] | {"ci95": None} == {
+        **better["gate_comparison"], "ci95": None, "against": "v4", "verdict": "better"}
+    elsewhere = registry.register(root, "cnn", model, scored(920, data="b" * 64), GATE)
+    assert elsewhere["blessed"] and elsewhere["gate_comparison"]["verdict"] == "not comparable"
+    assert "not comparable with champion v5 (other test images" in elsewhere["gate_reason"]
+    assert "judged on the floor alone" in elsewhere["gate_reason"]
+    old = registry.register(root, "cnn", model, record(0.91), GATE)  # no per-image record: not comparable either
+    assert old["blessed"] and "no per-image test record" in old["gate_reason"]
+
+
+def test_an_identical_run_registers_no_duplicate(tmp_path: Path):
+    """A run whose stage hashes equal an existing version's (the same data, params and code) names that version
+    instead of registering a second copy and moving the champion."""
+    root, model = tmp_path / "reg", fake_model(tmp_path)
+    first = registry.register(root, "cnn", model, {**scored(950), "fingerprint": "f" * 64}, GATE)
+    registry.register(root, "cnn", model, {**scored(960), "fingerprint": "e" * 64}, GATE)
+    again = registry.register(root, "cnn", model, {**scored(950), "fingerprint": "f" * 64}, GATE)
+    assert again["duplicate_of"] == "cnn@v1" and again["version"] == first["version"] == "v1"
+    assert registry.versions(root, "cnn") == [1, 2] and registry.resolve(root, "cnn@champion") == ("cnn", 2)
+
+
 def test_gate_floor_tolerance_and_rollback(tmp_path: Path):
     root, model = tmp_path / "reg", fake_model(tmp_path)
-    registry.register(root, "cnn", model, record(0.95), GATE)
-    low = registry.register(root, "cnn", model, record(0.85), GATE)
+    registry.register(root, "cnn", model, scored(950), GATE)
+    low = registry.register(root, "cnn", model, scored(850), GATE)
     assert not low["blessed"] and "below the floor" in low["gate_reason"]
-    worse = registry.register(root, "cnn", model, record(0.93), GATE)
-    assert not worse["blessed"] and "worse than champion v1" in worse["gate_reason"]
-    close = registry.register(root, "cnn", model, record(0.945), GATE)
+    worse = registry.register(root, "cnn", model, scored(930), GATE)
+    assert not worse["blessed"] and "worse" in worse["gate_reason"]
+    close = registry.register(root, "cnn", model, scored(948), GATE)
     assert close["blessed"] and registry.resolve(root, "cnn@champion") == ("cnn", 4)
     assert registry.rollback(root, "cnn") == "cnn@v1"
     assert registry.set_alias(root, "cnn@v3") == "cnn@v3"
