@@ -186,6 +186,7 @@ def register_model(folder: str, root: str, started_at: str) -> dict[str, Any]:
               "test_set": {"raw_sha256": trained["raw_sha256"], "images": len(rows)},
               # the same data, params and code give the same stage hashes: an identical run registers nothing
               "fingerprint": hashlib.sha256(json.dumps(lineage["dvc_lock"], sort_keys=True).encode()).hexdigest(),
+              "evaluation_summary": evaluation_summary(layout, trained),  # what the model card shows
               "params": {k: params[k] for k in ("data", "prepare", "resize", "features", "train")},
               "model_spec": trained["spec"], "resumed_from_checkpoint": trained["resumed_from_checkpoint"],
               "flow_run_id": str(flow_run.get_id()), "run_started_at": started_at, **lineage}
@@ -205,6 +206,28 @@ def register_model(folder: str, root: str, started_at: str) -> dict[str, Any]:
             "ci95": evaluation["intervals"]["test"]["ci95"],
             "epochs_run": trained["epochs_run"], "stopped_by": trained["stopped_by"],
             "diagnosis": evaluation["diagnosis"], "audit": evaluation["audit"]}
+
+
+def evaluation_summary(layout: Layout, trained: dict[str, Any]) -> dict[str, Any]:
+    """What a version's model card shows beyond the record's metrics: the interval, per-class figures, the
+    distorted test sets, the recipe as it ran, the diagnosis and the tutorial claim's verdict."""
+    from mnist_pipeline.claims import Run, judge
+
+    evaluation, fetched = json.loads(layout.evaluation_record.read_text()), json.loads(layout.fetch_record.read_text())
+    features = json.loads(layout.features_record.read_text())
+    test = evaluation["intervals"]["test"]
+    verdict = judge(trained["spec"], Run(
+        dataset=fetched["dataset"], source=fetched["source"], train_images=trained["shapes"]["x_train"][0],
+        weights=None if features.get("skipped") else features["weights"], metrics=evaluation["metrics"],
+        test_correct=test["correct"], test_total=test["total"]))
+    return {"ci95": test["ci95"], "test_images": test["total"], "per_class": evaluation["per_class"],
+            "distortions": evaluation["distortions"],
+            "distortions_not_measured": evaluation["distortions_not_measured"],
+            "counts": {"train": trained["shapes"]["x_train"][0], "val": trained["shapes"]["x_val"][0],
+                       "test": test["total"]},
+            "source_description": fetched.get("description", ""), "epochs_run": trained["epochs_run"],
+            "restored_epoch": trained.get("restored_epoch"), "stopped_by": trained["stopped_by"],
+            "diagnosis": evaluation["diagnosis"], "verdict": f"{verdict.verdict}: {verdict.reason}"}
 
 
 def inline_images(report: Path) -> str:
@@ -240,6 +263,10 @@ def publish(version: dict[str, Any], dataset: str, model: str, report: str) -> N
     """The run's report and metrics as Prefect artifacts."""
     name = f"{version['name']}@{version['version']}"
     create_markdown_artifact(key=slug(f"{dataset}-{model}-report"), markdown=report, description=f"report of {name}")
+    card = Path(version["report"]).parents[1] / registry.CARD
+    if card.is_file():
+        create_markdown_artifact(key=slug(f"{dataset}-{model}-card"), markdown=card.read_text(),
+                                 description=f"model card of {name}")
     create_table_artifact(key=slug(f"{dataset}-{model}-metrics"),
                           table=[{"metric": k, "value": v} for k, v in version["metrics"].items()],
                           description=f"test metrics of {name}")

@@ -3,6 +3,7 @@
 \b
     mnist registry list                      # every model and version, as a table
     mnist registry show mlp_500@champion     # one version's full record
+    mnist registry card mlp_500@champion     # its model card
     mnist registry promote mlp_500@v2        # point champion at v2 by hand
     mnist registry rollback mlp_500          # champion one step back in its history
     mnist registry verify                    # every version intact, every alias valid
@@ -72,6 +73,19 @@ def show(ref: str = typer.Argument(..., help="NAME@vN or NAME@champion"), root: 
         name, number = registry.resolve(root, ref)
         typer.echo(json.dumps(registry.read_record(root, name, number), indent=2))
     except PipelineError as exc:
+        fail(exc)
+
+
+@app.command()
+def card(ref: str = typer.Argument(..., help="NAME@vN or NAME@champion"), root: Path = ROOT_OPTION) -> None:
+    """One version's model card (markdown): what it is for, data, recipe, accuracy, limits, gate, lineage."""
+    try:
+        name, number = registry.resolve(root, ref)
+        path = root / name / f"v{number}" / registry.CARD
+        if not path.is_file():
+            raise PipelineError(f"{name}@v{number} has no {registry.CARD} (registered before model cards?)")
+        typer.echo(path.read_text(), nl=False)
+    except (PipelineError, OSError) as exc:
         fail(exc)
 
 

@@ -6,6 +6,8 @@ Layout (under `registry.dir`, default `registry/`):
     registry/<model>/v1/record.json     lineage: metrics, params, data sha256, git revision,
                                         dvc.lock stage hashes, report, time per stage, flow run id,
                                         and the gate's verdict (blessed or not, and why)
+    registry/<model>/v1/model-card.md   what it is for and not, data, recipe, accuracy, limits, gate,
+                                        lineage, how to make it again (card.py, from the record)
     registry/<model>/aliases.json       {"champion": "v3", "history": [...every alias move...]}
 
 A version is assembled in a temporary folder (`.staging-<host>-<pid>-<random>`) and renamed
@@ -30,6 +32,7 @@ from typing import Any
 
 from filelock import FileLock
 
+from mnist_pipeline.card import render_card
 from mnist_pipeline.errors import PipelineError
 from mnist_pipeline.files import sha256_file, write_json
 from mnist_pipeline.paired import paired_difference, unpack
@@ -41,6 +44,7 @@ VERSION = re.compile(r"v[1-9][0-9]*")
 CHAMPION = "champion"
 HISTORY = "history"  # the key of aliases.json that keeps the alias moves: no alias may take it
 MODEL_FILE = "model.keras"  # the registry's own layout (see above), not the pipeline's
+CARD = "model-card.md"
 STAGING = ".staging-"  # + <host>-<pid>-<random>: a version being copied in; never read as a version
 # mkdtemp's random part has no '-', so the last two '-' split off the pid and the random part
 STAGING_NAME = re.compile(rf"{re.escape(STAGING)}(?P<host>.+)-(?P<pid>[0-9]+)-[a-z0-9_]+")
@@ -356,6 +360,7 @@ def register(root: Path, name: str, model_file: Path, record: dict[str, Any], ga
             if on_number is not None:
                 final.update(on_number(version, blessed))
             write_json(staging / "record.json", final)
+            (staging / CARD).write_text(render_card(final))  # in place before the version appears, like the record
             _share(staging)
             os.rename(staging, folder / version)  # atomic; fails rather than overwrite
             if blessed:
@@ -458,6 +463,11 @@ def version_problem(root: Path, name: str, number: int) -> str | None:
         return f"{name}@v{number}: record says {record.get('version')}"
     if problem := record_problem(record):
         return f"{name}@v{number}: {problem}"
+    card = root / name / f"v{number}" / CARD
+    if not card.is_file():
+        return f"{name}@v{number}: no {CARD}"
+    if not card.read_text(errors="replace").startswith(f"# Model card: {name}@v{number}\n"):
+        return f"{name}@v{number}: {CARD} names another version"
     problem = model_problem(root, name, number, record)
     return f"{name}@v{number}: {problem}" if problem else None
 

@@ -45,6 +45,16 @@ def test_deployment_run_registers_a_version_with_lineage(prefect_env, served: Pa
     assert (served / "registry/mlp_500/v1/model.keras").is_file()
     assert (served / "registry/mlp_500/v1/report/report.md").is_file()  # the version's own, never overwritten
     assert not (served / "reports/mnist/mlp_500").exists()
+    card = subprocess.run([sys.executable, "-m", "mnist_cli", "registry", "card", "mlp_500@v1", "--root",
+                           str(served / "registry")], capture_output=True, text=True, env=stage_env())
+    assert card.returncode == 0 and card.stdout.startswith("# Model card: mlp_500@v1\n"), card.stderr
+    for words in ("**For**", "**Not for**", "## Data", "sha256", "## Recipe", "mlp_500", "## Test accuracy",
+                  "95% interval", "| class | precision | recall | F1 | images |", "## Distorted test images",
+                  "offline 5,000-image MNIST sample", "the tutorial's claim:", "Blessed: accuracy", "no champion yet",
+                  record["git_revision"], record["fingerprint"],
+                  "dvc exp run -S data.dataset=mnist -S train.model=mlp_500"):
+        assert words in card.stdout, words
+    assert prefect(prefect_env, "artifact", "inspect", "mnist-mlp-500-card").returncode == 0
     artifact = prefect(prefect_env, "artifact", "inspect", "mnist-mlp-500-report")
     assert artifact.returncode == 0 and "on mnist" in artifact.stdout and "Test accuracy" in artifact.stdout
     table = prefect(prefect_env, "artifact", "inspect", "mnist-mlp-500-metrics")

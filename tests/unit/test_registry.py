@@ -100,6 +100,21 @@ def test_an_identical_run_registers_no_duplicate(tmp_path: Path):
     assert registry.versions(root, "cnn") == [1, 2] and registry.resolve(root, "cnn@champion") == ("cnn", 2)
 
 
+def test_every_version_has_a_model_card_naming_it(tmp_path: Path):
+    """The card is written with the record, before the version appears; a record without the flow's fields says
+    "not recorded" instead of guessing; verify catches a missing card or one naming another version."""
+    root, model = tmp_path / "reg", fake_model(tmp_path)
+    registry.register(root, "cnn", model, scored(950), GATE)
+    registry.register(root, "cnn", model, scored(960), GATE)
+    card = (root / "cnn/v2/model-card.md").read_text()
+    assert card.startswith("# Model card: cnn@v2\n") and "**Not for**" in card and "## Gate" in card
+    assert "Blessed: accuracy 0.9600 meets the floor 0.9000; against champion v1 on the same 1,000 test images" in card
+    assert "| git revision | not recorded |" in card
+    (root / "cnn/v2/model-card.md").write_text(card.replace("cnn@v2", "cnn@v1"))
+    (root / "cnn/v1/model-card.md").unlink()
+    assert registry.verify(root) == ["cnn@v1: no model-card.md", "cnn@v2: model-card.md names another version"]
+
+
 def test_gate_floor_tolerance_and_rollback(tmp_path: Path):
     root, model = tmp_path / "reg", fake_model(tmp_path)
     registry.register(root, "cnn", model, scored(950), GATE)
