@@ -179,6 +179,7 @@ def register_model(folder: str, root: str, started_at: str) -> dict[str, Any]:
     timing = layout.timing("train")  # absent when DVC's run-cache restored the model instead of training it
     fit = json.loads(timing.read_text()).get("fit_seconds") if timing.is_file() else None
     lineage = run_lineage(work, project)
+    evaluation = json.loads(layout.evaluation_record.read_text())
     rows = np.loadtxt(layout.confusion_csv, delimiter=",", skiprows=1, dtype=np.int64, ndmin=2)
     record = {"metrics": {**json.loads(layout.metrics.read_text()), "train_seconds": fit},
               # what the gate's paired test needs: each test image right or wrong, and which images they were
@@ -186,7 +187,7 @@ def register_model(folder: str, root: str, started_at: str) -> dict[str, Any]:
               "test_set": {"raw_sha256": trained["raw_sha256"], "images": len(rows)},
               # the same data, params and code give the same stage hashes: an identical run registers nothing
               "fingerprint": hashlib.sha256(json.dumps(lineage["dvc_lock"], sort_keys=True).encode()).hexdigest(),
-              "evaluation_summary": evaluation_summary(layout, trained),  # what the model card shows
+              "evaluation_summary": evaluation_summary(layout, trained, evaluation),  # what the model card shows
               "params": {k: params[k] for k in ("data", "prepare", "resize", "features", "train")},
               "model_spec": trained["spec"], "resumed_from_checkpoint": trained["resumed_from_checkpoint"],
               "flow_run_id": str(flow_run.get_id()), "run_started_at": started_at, **lineage}
@@ -200,7 +201,6 @@ def register_model(folder: str, root: str, started_at: str) -> dict[str, Any]:
     version = registry.register(project / settings.dir, model, layout.model_file, record,
                                 registry.Gate(settings.min_accuracy, settings.tolerance),
                                 attachments={"report": layout.report_dir}, on_number=as_experiment)
-    evaluation = json.loads(layout.evaluation_record.read_text())
     report = project / settings.dir / model / version["version"] / "report" / layout.report.name
     return {**version, "report": str(report), "spec": trained["spec"],
             "ci95": evaluation["intervals"]["test"]["ci95"],
@@ -208,12 +208,12 @@ def register_model(folder: str, root: str, started_at: str) -> dict[str, Any]:
             "diagnosis": evaluation["diagnosis"], "audit": evaluation["audit"]}
 
 
-def evaluation_summary(layout: Layout, trained: dict[str, Any]) -> dict[str, Any]:
+def evaluation_summary(layout: Layout, trained: dict[str, Any], evaluation: dict[str, Any]) -> dict[str, Any]:
     """What a version's model card shows beyond the record's metrics: the interval, per-class figures, the
     distorted test sets, the recipe as it ran, the diagnosis and the tutorial claim's verdict."""
     from mnist_pipeline.claims import Run, judge
 
-    evaluation, fetched = json.loads(layout.evaluation_record.read_text()), json.loads(layout.fetch_record.read_text())
+    fetched = json.loads(layout.fetch_record.read_text())
     features = json.loads(layout.features_record.read_text())
     test = evaluation["intervals"]["test"]
     verdict = judge(trained["spec"], Run(

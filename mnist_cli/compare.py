@@ -51,7 +51,7 @@ from mnist_pipeline.reporting.catalogue import (
     training_accuracy_claims,
     vgg16_weights,
 )
-from mnist_pipeline.workspace import dvc_running
+from mnist_pipeline.workspace import dvc_running, git
 from mnist_pipeline.workspace import repair as repair_workspace
 
 
@@ -173,16 +173,10 @@ def base_params(params_path: Path, catalogue_json: Path) -> str:
                "and unstaging what its killed `dvc exp run` left in the git index", err=True)
     subprocess.run(["git", "reset", "-q", "--", "params.yaml", "dvc.lock"], check=False)
     branch = last.get("base_branch")
-    detached = not git_output("symbolic-ref", "-q", "HEAD")
-    if branch and detached and git_output("rev-parse", "HEAD") == git_output("rev-parse", branch):
+    detached = not git(Path.cwd(), "symbolic-ref", "-q", "HEAD")
+    if branch and detached and git(Path.cwd(), "rev-parse", "HEAD") == git(Path.cwd(), "rev-parse", branch):
         subprocess.run(["git", "symbolic-ref", "HEAD", f"refs/heads/{branch}"], check=True)
     return last["base_params"]
-
-
-def git_output(*args: str) -> str:
-    """A git command's output, empty when it fails (no repository, detached HEAD, unknown ref)."""
-    done = subprocess.run(["git", *args], capture_output=True, text=True)
-    return done.stdout.strip() if done.returncode == 0 else ""
 
 
 def compare(
@@ -251,7 +245,7 @@ def compare(
     last = previous_run(target / "catalogue.json", dataset, extra) if retry_failed else {}
     kept = {(r["label"], r["seed"]): r for r in last.get("results", [])
             if "failed" not in r and r["label"] not in again}
-    branch = git_output("symbolic-ref", "-q", "--short", "HEAD")
+    branch = git(Path.cwd(), "symbolic-ref", "-q", "--short", "HEAD")
     saved = {"dataset": dataset, "overrides": extra, "seeds": run_seeds, "base_params": original,
              "base_branch": branch, "machine": last.get("machine") or machine(), "fetch": last.get("fetch", {})}
     results = []

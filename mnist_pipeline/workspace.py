@@ -1,6 +1,6 @@
 """What a kill can leave in the project's own workspace, found and put right before anything starts from it.
 
-Two states a SIGKILL leaves that made every later command fail or mislead until a person stepped in:
+Three states a SIGKILL leaves that made every later command fail or mislead until a person stepped in:
 
 - a torn `dvc.lock`: DVC rewrites it in place, so a kill mid-write leaves half a file and every `dvc`
   command then stops at "'./dvc.lock' validation failed". It is checked with DVC's own parser and schema;
@@ -16,7 +16,7 @@ Two states a SIGKILL leaves that made every later command fail or mislead until 
   at HEAD's commit, HEAD goes back on that branch (the working tree and the index are not touched).
 
 `mnist repair` runs `repair` and prints its lines; `mnist compare` runs it first. A plain `dvc` user who
-sees either symptom runs `mnist repair` (docs/guarantees.md).
+sees one of these symptoms runs `mnist repair` (docs/guarantees.md).
 """
 
 from __future__ import annotations

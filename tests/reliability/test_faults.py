@@ -9,6 +9,7 @@ test_download.py; broken inputs in test_bad_inputs.py. The suite prints
 
 from __future__ import annotations
 
+import contextlib
 import json
 import os
 import random
@@ -130,12 +131,11 @@ def test_registrations_killed_at_random_moments_leave_a_consistent_registry(tmp_
     assert not list((root / "big").glob(".staging-*"))  # the killed registrations' partial copies were removed
 
 
-@pytest.fixture
-def full_disk(tmp_path: Path) -> Iterator[Path]:
-    """A real 1 MiB filesystem (tmpfs), unmounted afterwards; needs root, as the set-up does."""
-    mount = tmp_path / "disk"
+@contextlib.contextmanager
+def tmpfs(mount: Path, size: str) -> Iterator[Path]:
+    """A real tmpfs of `size` at `mount`, unmounted afterwards; needs root, as the set-up does."""
     mount.mkdir()
-    done = subprocess.run(["mount", "-t", "tmpfs", "-o", "size=1m", "tmpfs", str(mount)], capture_output=True,
+    done = subprocess.run(["mount", "-t", "tmpfs", "-o", f"size={size}", "tmpfs", str(mount)], capture_output=True,
                           text=True)
     if done.returncode != 0:
         pytest.skip(f"cannot mount a tmpfs here: {done.stderr.strip()}")
@@ -143,6 +143,13 @@ def full_disk(tmp_path: Path) -> Iterator[Path]:
         yield mount
     finally:
         subprocess.run(["umount", "-l", str(mount)], check=True)
+
+
+@pytest.fixture
+def full_disk(tmp_path: Path) -> Iterator[Path]:
+    """A real 1 MiB filesystem (tmpfs)."""
+    with tmpfs(tmp_path / "disk", "1m") as mount:
+        yield mount
 
 
 def test_full_disk_under_a_stage_gives_one_line_and_no_half_written_file(tmp_path: Path, mnist_sample, full_disk,
@@ -245,20 +252,12 @@ def test_a_killed_serving_host_never_blocks_its_deployment(tmp_path_factory):
 @pytest.fixture
 def read_only(tmp_path: Path) -> Iterator[Path]:
     """A real read-only filesystem (a tmpfs remounted ro) holding a registry with one version; needs root."""
-    mount = tmp_path / "ro"
-    mount.mkdir()
-    done = subprocess.run(["mount", "-t", "tmpfs", "-o", "size=4m", "tmpfs", str(mount)], capture_output=True,
-                          text=True)
-    if done.returncode != 0:
-        pytest.skip(f"cannot mount a tmpfs here: {done.stderr.strip()}")
-    try:
+    with tmpfs(tmp_path / "ro", "4m") as mount:
         model = tmp_path / "model.keras"
         model.write_bytes(b"weights")
         registry.register(mount / "registry", "m", model, {"metrics": {"accuracy": 0.9}}, GATE)
         subprocess.run(["mount", "-o", "remount,ro", str(mount)], check=True)
         yield mount
-    finally:
-        subprocess.run(["umount", "-l", str(mount)], check=True)
 
 
 @pytest.mark.fault
