@@ -45,6 +45,7 @@ from mnist_pipeline.orchestration import (
     write_params,
 )
 from mnist_pipeline.paired import pack
+from mnist_pipeline.reporting.markdown import narrow_tables
 
 ROOT = Path(__file__).resolve().parents[1]
 
@@ -181,14 +182,14 @@ def register_model(folder: str, root: str, started_at: str) -> dict[str, Any]:
     lineage = run_lineage(work, project)
     evaluation = json.loads(layout.evaluation_record.read_text())
     rows = np.loadtxt(layout.confusion_csv, delimiter=",", skiprows=1, dtype=np.int64, ndmin=2)
-    record = {"metrics": {**json.loads(layout.metrics.read_text()), "train_seconds": fit},
+    record = {"metrics": {**evaluation["metrics"], "train_seconds": fit},
               # what the gate's paired test needs: each test image right or wrong, and which images they were
               "test_correct": pack(rows[:, 0] == rows[:, 1]),
               "test_set": {"raw_sha256": trained["raw_sha256"], "images": len(rows)},
               # the same data, params and code give the same stage hashes: an identical run registers nothing
               "fingerprint": hashlib.sha256(json.dumps(lineage["dvc_lock"], sort_keys=True).encode()).hexdigest(),
               "evaluation_summary": evaluation_summary(layout, trained, evaluation),  # what the model card shows
-              "params": {k: params[k] for k in ("data", "prepare", "resize", "features", "train")},
+              "params": {k: params[k] for k in ("data", "fetch", "prepare", "resize", "features", "train")},
               "model_spec": trained["spec"], "resumed_from_checkpoint": trained["resumed_from_checkpoint"],
               "flow_run_id": str(flow_run.get_id()), "run_started_at": started_at, **lineage}
 
@@ -262,10 +263,12 @@ def times_section(layout: Layout, folder: Path, ran: list[str]) -> str:
 def publish(version: dict[str, Any], dataset: str, model: str, report: str) -> None:
     """The run's report and metrics as Prefect artifacts."""
     name = f"{version['name']}@{version['version']}"
-    create_markdown_artifact(key=slug(f"{dataset}-{model}-report"), markdown=report, description=f"report of {name}")
+    # the UI cuts long table cells off (one line each, scroll bar hidden): such tables go to the UI as lists
+    create_markdown_artifact(key=slug(f"{dataset}-{model}-report"), markdown=narrow_tables(report),
+                             description=f"report of {name}")
     card = Path(version["report"]).parents[1] / registry.CARD
     if card.is_file():
-        create_markdown_artifact(key=slug(f"{dataset}-{model}-card"), markdown=card.read_text(),
+        create_markdown_artifact(key=slug(f"{dataset}-{model}-card"), markdown=narrow_tables(card.read_text()),
                                  description=f"model card of {name}")
     create_table_artifact(key=slug(f"{dataset}-{model}-metrics"),
                           table=[{"metric": k, "value": v} for k, v in version["metrics"].items()],

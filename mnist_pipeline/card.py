@@ -79,7 +79,7 @@ def render_card(record: dict[str, Any]) -> str:
     else:
         lines += [summary.get("distortions_not_measured") or "Not measured."]
     limits = []
-    if (params.get("data") or {}).get("source", "auto") != "download" and dataset == "mnist" and \
+    if (params.get("fetch") or {}).get("source", "auto") != "download" and dataset == "mnist" and \
             "5,000-image" in str(record.get("data_source", "")) + str(summary.get("source_description", "")):
         limits.append("trained and tested on the offline 5,000-image MNIST sample, not full MNIST: its numbers "
                       "are not the tutorials'")

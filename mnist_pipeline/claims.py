@@ -54,7 +54,7 @@ def comparable(spec: dict[str, Any], run: Run, recipe: list[str] | tuple[str, ..
         return f"this VGG16 base has {weights}, the tutorial's had ImageNet's"
     if run.dataset == "mnist" and run.source == "offline":
         return (f"trained on {run.train_images:,} images of the 5,000-image MNIST sample, the tutorial on "
-                f"{TUTORIAL_TRAIN_IMAGES.get(spec.get('source', ''), '60,000')}; data.source=download checks it on "
+                f"{TUTORIAL_TRAIN_IMAGES.get(spec.get('source', ''), '60,000')}; fetch.source=download checks it on "
                 "full MNIST")
     if recipe:
         return "our recipe differs from the tutorial's: " + "; ".join(recipe)

@@ -29,9 +29,15 @@ class Section(BaseModel):
 
 
 class DataParams(Section):
-    """`data`: which dataset the fetch stage produces and where it comes from."""
+    """`data`: which dataset the run is on (the fetch stage produces it; the first column of the run's params
+    in `dvc exp show`)."""
 
     dataset: Dataset = "mnist"
+
+
+class FetchParams(Section):
+    """`fetch`: where the fetch stage reads the dataset from, and the limits on what it reads."""
+
     source: Source = "auto"
     path: str | None = None  # a local .npz, or a folder with the four IDX files
     mirror: str | None = None  # base URL overriding the canonical download mirror

@@ -42,7 +42,7 @@ def split_name(name: str) -> str:
 
 
 def metric_name(name: str) -> str:
-    """A distortion's top-1 accuracy as metrics.json names it (`dvc metrics diff`, `dvc exp show`)."""
+    """A distortion's top-1 accuracy as the evaluation record's metrics name it."""
     return f"accuracy_{name}"
 
 

@@ -219,9 +219,9 @@ KEPT = {".git": "git's folder", ".dvc": "DVC's folder", ".venv": "the virtual en
 def kept_folders(params: dict[str, Any], root: Path) -> dict[str, str]:
     """Folder (relative, normalised) -> what the project keeps in it: KEPT, the registry, the download cache."""
     registry_dir = (params.get("registry") or {}).get("dir", "registry")
-    cache_dir = (params.get("data") or {}).get("cache_dir", "data/cache")
+    cache_dir = (params.get("fetch") or {}).get("cache_dir", "data/cache")
     return {**KEPT, os.path.normpath(str(registry_dir)): "the model registry (registry.dir)",
-            os.path.normpath(str(cache_dir)): "the download cache (data.cache_dir)"}
+            os.path.normpath(str(cache_dir)): "the download cache (fetch.cache_dir)"}
 
 
 def tracked_folders(root: Path) -> set[str]:

@@ -28,6 +28,7 @@ from mnist_pipeline.config import (
     DistortionsParams,
     EvaluateParams,
     FeaturesParams,
+    FetchParams,
     PrepareParams,
     ReportParams,
     ResizeParams,
@@ -45,8 +46,8 @@ from mnist_pipeline.processes import alive, host_name
 OVERRIDES = {"dataset": ("data", "dataset"), "model": ("train", "model"), "epochs": ("train", "epochs"),
              "batch_size": ("train", "batch_size"), "learning_rate": ("train", "learning_rate"),
              "seed": ("train", "seed"), "max_train_images": ("train", "max_train_images")}
-SECTIONS = {"data": DataParams, "validate": ValidateParams, "prepare": PrepareParams, "resize": ResizeParams,
-            "features": FeaturesParams, "train": TrainParams, "distortions": DistortionsParams,
+SECTIONS = {"data": DataParams, "fetch": FetchParams, "validate": ValidateParams, "prepare": PrepareParams,
+            "resize": ResizeParams, "features": FeaturesParams, "train": TrainParams, "distortions": DistortionsParams,
             "evaluate": EvaluateParams, "report": ReportParams}
 
 

@@ -4,7 +4,8 @@ Top-1 accuracy is argmax(prediction) == label, computed here; Keras' own metric 
 tutorial reported) is shown beside it and a gap is flagged. Also per-class precision, recall
 and F1, the confusion matrix, the most confident mistakes, train vs validation vs test
 accuracy with a one-line diagnosis, and the top-1 accuracy on each distorted copy of the test
-set that train predicted (metrics `accuracy_<distortion>`, 95% intervals in the record). The
+set that train predicted (`accuracy_<distortion>` among the record's metrics, with 95% intervals;
+metrics.json keeps only the headline, see HEADLINE). The
 probabilities come from the predictions the train stage made with the saved model; the true
 labels from the prepared data. numpy only: a fraction of a second.
 """
@@ -49,6 +50,17 @@ def write_confusion_csv(path: Path, true: list[int], predicted: list[int]) -> No
         writer.writerows(zip(true, predicted))
 
 
+# what metrics.json holds: the numbers `dvc exp show` and `dvc metrics diff` put side by side, few enough that
+# the table's first 200 columns also reach the params that name the run (data.dataset, train.model, epochs, seed).
+# The rest (the distorted test sets, the Keras-reported metric, the parameter count) are in evaluation.json.
+HEADLINE = ("accuracy", "macro_f1", "loss", "train_accuracy", "val_accuracy")
+
+
+def headline(metrics: dict[str, Any]) -> dict[str, Any]:
+    """The evaluation's metrics that metrics.json keeps."""
+    return {name: metrics[name] for name in HEADLINE if name in metrics}
+
+
 def main(params: dict[str, Any], layout: Layout) -> None:
     """Read `evaluate`; write the metrics, the evaluation record and the confusion rows."""
     settings = parse_section(params, "evaluate", EvaluateParams)
@@ -65,7 +77,7 @@ def main(params: dict[str, Any], layout: Layout) -> None:
     result["metrics"]["parameters"] = trained["parameters"]  # not the fit's seconds: a timing is no metric
     write_confusion_csv(layout.confusion_csv, result.pop("true"), result.pop("predicted"))
     write_json(layout.evaluation_record, {"model": model_name, **result})
-    write_json(layout.metrics, result["metrics"])
+    write_json(layout.metrics, headline(result["metrics"]))
     shown = ", ".join(f"{k} {v:.4f}" for k, v in result["metrics"].items() if isinstance(v, float))
     log(f"evaluate: {model_name}: {shown}")
     log(f"evaluate: diagnosis: {result['diagnosis']}")

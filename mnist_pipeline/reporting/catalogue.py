@@ -460,7 +460,7 @@ def render_catalogue(data: dict[str, Any], claims: Claims, underfit_below: float
               "start-up, so it is longer than the fit alone.", "",
               "## What cannot be checked here", "",
               "- Full MNIST (the tutorials' 60,000 training images): `mnist compare --dataset mnist --set "
-              "data.source=download` on a machine with internet; offline, the MNIST numbers are from the "
+              "fetch.source=download` on a machine with internet; offline, the MNIST numbers are from the "
               "5,000-image sample and are judged *not comparable* with the tutorials'.",
               "- VGG16 with ImageNet weights: `mnist compare --dataset mnist --models vgg16_transfer --set "
               "features.weights=imagenet`; offline the base has random weights.", ""]

@@ -185,7 +185,7 @@ def assert_refused(root: Path, result, stage: str, expect: str, before: dict[str
 @pytest.mark.parametrize("case", CASES, ids=[case.name for case in CASES])
 def test_bad_input_is_refused(repo: Path, small_raw, tmp_path: Path, case: Case):
     before = hashes(repo)
-    set_params(repo, {"data": case.make(tmp_path, small_raw), "train": {"model": "mlp_500"}})
+    set_params(repo, {"fetch": case.make(tmp_path, small_raw), "train": {"model": "mlp_500"}})
     assert_refused(repo, dvc(repo, "repro"), case.stage, case.expect, before)
 
 
@@ -197,7 +197,7 @@ def test_download_with_wrong_checksum_is_refused(repo: Path, tmp_path: Path):
     try:
         before = hashes(repo)
         cache = tmp_path / "cache"
-        set_params(repo, {"data": {"dataset": "fashion_mnist", "source": "download", "retries": 0,
+        set_params(repo, {"data": {"dataset": "fashion_mnist"}, "fetch": {"source": "download", "retries": 0,
                                    "mirror": f"http://127.0.0.1:{server.server_address[1]}/",
                                    "cache_dir": str(cache)}, "train": {"model": "mlp_500"}})
         assert_refused(repo, dvc(repo, "repro"), "fetch", "failed its sha256 check", before)
@@ -210,7 +210,7 @@ def test_download_with_wrong_checksum_is_refused(repo: Path, tmp_path: Path):
 def test_a_good_local_file_then_reproduces(repo: Path, small_raw, tmp_path: Path):
     """The positive control: the same repository accepts a good local .npz after the failures."""
     save_npz(tmp_path / "good.npz", small_raw)
-    set_params(repo, {"data": {"path": str(tmp_path / "good.npz")}, "train": {"model": "mlp_500"}})
+    set_params(repo, {"fetch": {"path": str(tmp_path / "good.npz")}, "train": {"model": "mlp_500"}})
     result = dvc(repo, "repro")
     assert result.returncode == 0, result.stdout
     assert "fetch: mnist from source 'path' (auto)" in result.stdout
@@ -253,7 +253,7 @@ def test_an_output_folder_over_what_the_project_keeps_is_refused_before_dvc_dele
 @pytest.mark.parametrize("setting, words", [
     ("train.epochs=true", "train.epochs: Input should be a valid integer"),  # DVC's == took it for 1: no re-run
     ("models.mlp_500.hidden=[0]", "models.mlp_500.hidden.0: Input should be greater than or equal to 1"),
-    ("data.sample_test_size=4995", "data.sample_test_size: Input should be less than or equal to 4800"),
+    ("fetch.sample_test_size=4995", "fetch.sample_test_size: Input should be less than or equal to 4800"),
 ])
 def test_a_params_value_a_stage_would_refuse_is_refused_by_the_guard_in_one_line(repo: Path, setting: str,
                                                                                   words: str):

@@ -106,7 +106,7 @@ def test_connection_that_always_drops_fails_cleanly(mirror, tmp_path: Path):
 
 def test_fetch_stage_downloads_and_records_the_source(mirror, tmp_path: Path, run_stage):
     url, _ = mirror
-    write_params(tmp_path, {"data": {"dataset": "fashion_mnist", "source": "download", "mirror": url,
+    write_params(tmp_path, {"data": {"dataset": "fashion_mnist"}, "fetch": {"source": "download", "mirror": url,
                                      "cache_dir": str(tmp_path / "cache"), "retries": 0}})
     result = run_stage("fetch")
     assert result.returncode == 0, result.stderr
@@ -119,7 +119,7 @@ def test_fetch_stage_downloads_and_records_the_source(mirror, tmp_path: Path, ru
 def test_fetch_stage_refuses_a_bad_download(mirror, tmp_path: Path, run_stage):
     url, handler = mirror
     handler.mode = "bad-bytes"
-    write_params(tmp_path, {"data": {"dataset": "fashion_mnist", "source": "download", "mirror": url,
+    write_params(tmp_path, {"data": {"dataset": "fashion_mnist"}, "fetch": {"source": "download", "mirror": url,
                                      "cache_dir": str(tmp_path / "cache"), "retries": 0}})
     result = run_stage("fetch")
     assert result.returncode == 1

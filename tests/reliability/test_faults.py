@@ -158,7 +158,8 @@ def test_full_disk_under_a_stage_gives_one_line_and_no_half_written_file(tmp_pat
     assert sum(v.nbytes for v in mnist_sample.values()) > 2**20  # bigger than the disk
     (full_disk / "raw.npz").write_bytes(b"the last good output\n")  # what a failed run must leave alone
     guard(full_disk / "raw.npz")
-    write_params(tmp_path, {"data": {"dataset": "mnist", "source": "path", "path": str(tmp_path / "input.npz")},
+    write_params(tmp_path, {"data": {"dataset": "mnist"},
+                            "fetch": {"source": "path", "path": str(tmp_path / "input.npz")},
                             "paths": {"raw": str(full_disk)}})
     done = run_stage("fetch")
     assert done.returncode == 1

@@ -182,7 +182,7 @@ def project(tmp_path: Path) -> Path:
 
 def refuse_fetch(project: Path, source: Path, expect: str, **data: object) -> Run:
     """Fetch `source` with `data` params; assert the refusal."""
-    write_params(project, {"data": {"dataset": "mnist", "source": "path", "path": str(source), **data}})
+    write_params(project, {"data": {"dataset": "mnist"}, "fetch": {"source": "path", "path": str(source), **data}})
     before = snapshot(project)
     run = run_measured("fetch", project)
     assert_refused(run, "fetch", expect, project, before)
@@ -192,7 +192,8 @@ def refuse_fetch(project: Path, source: Path, expect: str, **data: object) -> Ru
 def fetched(project: Path, arrays: dict[str, np.ndarray]) -> None:
     """A project where fetch succeeded on `arrays`."""
     save_npz(project.parent / "good.npz", arrays)
-    write_params(project, {"data": {"dataset": "mnist", "source": "path", "path": str(project.parent / "good.npz")}})
+    write_params(project, {"data": {"dataset": "mnist"},
+                           "fetch": {"source": "path", "path": str(project.parent / "good.npz")}})
     run = run_measured("fetch", project)
     assert run.returncode == 0, run.stderr
 
@@ -229,13 +230,13 @@ def test_idx_dimensions_multiplying_past_2_to_the_63_are_refused(project: Path, 
 def test_npz_within_the_byte_limit_but_past_the_image_limit_is_refused(project: Path, small_raw):
     members = {**good_members(small_raw), "x_train": [npy_header("|u1", (30_000, 28, 28)), *zeros(30_000 * 784)]}
     path = write_npz(project.parent / "many.npz", members)
-    refuse_fetch(project, path, "more than data.max_images=10,000", max_images=10_000)
+    refuse_fetch(project, path, "more than fetch.max_images=10,000", max_images=10_000)
 
 
 def test_npz_with_too_large_images_is_refused(project: Path, small_raw):
     members = {**good_members(small_raw), "x_train": [npy_header("|u1", (10, 4096, 4096)), *zeros(10 * 4096**2)]}
     path = write_npz(project.parent / "wide.npz", members)
-    refuse_fetch(project, path, "more than data.max_image_pixels=4,096")
+    refuse_fetch(project, path, "more than fetch.max_image_pixels=4,096")
 
 
 # --- 3. decompression bombs -------------------------------------------------------------------------
@@ -248,7 +249,7 @@ def test_deflate_bomb_npz_is_refused_before_it_inflates(project: Path, small_raw
     members = {**good_members(small_raw), "x_train": [npy_header("|u1", (n, 28, 28)), *zeros(n * 784)]}
     path = write_npz(project.parent / "bomb.npz", members)
     assert path.stat().st_size < 2 * MB
-    refuse_fetch(project, path, "more than data.max_images=1,000,000")
+    refuse_fetch(project, path, "more than fetch.max_images=1,000,000")
 
 
 def test_small_limits_refuse_a_small_bomb(project: Path, small_raw):
@@ -256,7 +257,7 @@ def test_small_limits_refuse_a_small_bomb(project: Path, small_raw):
     n = 40_000
     members = {**good_members(small_raw), "x_train": [npy_header("|u1", (n, 28, 28)), *zeros(n * 784)]}
     path = write_npz(project.parent / "bomb.npz", members)
-    refuse_fetch(project, path, "more than data.max_images=10,000", **SMALL_LIMITS)
+    refuse_fetch(project, path, "more than fetch.max_images=10,000", **SMALL_LIMITS)
 
 
 def test_npz_member_inflating_past_its_header_is_refused(project: Path, small_raw):
@@ -280,13 +281,13 @@ def test_gzip_idx_declaring_past_the_limits_is_refused_before_inflating(project:
     n = 40_000  # 31 MB of images, honestly declared: past both small limits
     folder = write_idx_folder(project.parent / "idx", small_raw,
                               {"x_train": [idx_header(0x08, (n, 28, 28)), *zeros(n * 784)]})
-    refuse_fetch(project, folder, "more than data.max_images=10,000", **SMALL_LIMITS)
+    refuse_fetch(project, folder, "more than fetch.max_images=10,000", **SMALL_LIMITS)
 
 
 def test_arrays_together_past_the_byte_limit_are_refused(project: Path, small_raw):
     members = {**good_members(small_raw), "x_train": [npy_header("<f8", (5_000, 28, 28)), *zeros(5_000 * 784 * 8)]}
     path = write_npz(project.parent / "floats.npz", members)
-    refuse_fetch(project, path, "more than data.max_megabytes=20", **SMALL_LIMITS)
+    refuse_fetch(project, path, "more than fetch.max_megabytes=20", **SMALL_LIMITS)
 
 
 # --- 4. counts come from the images ---------------------------------------------------------------
@@ -303,7 +304,8 @@ def test_fetch_counts_images_not_labels_and_validate_refuses_the_mismatch(projec
 
 def test_fetch_logs_the_image_count(project: Path, small_raw):
     save_npz(project.parent / "in.npz", {**small_raw, "y_train": small_raw["y_train"][:5]})
-    write_params(project, {"data": {"dataset": "mnist", "source": "path", "path": str(project.parent / "in.npz")}})
+    write_params(project, {"data": {"dataset": "mnist"},
+                           "fetch": {"source": "path", "path": str(project.parent / "in.npz")}})
     run = run_measured("fetch", project)
     assert run.returncode == 0 and "800 images (600 train / 200 test)" in run.stderr, run.stderr
 
@@ -341,7 +343,7 @@ def test_string_labels_are_one_validation_error(small_raw):
 def test_a_folder_outside_the_project_is_refused_before_the_stage_runs(project: Path, small_raw, folder: str):
     save_npz(project.parent / "good.npz", small_raw)
     outside = {"raw": "../outside/raw", "timings": str(project.parent / "outside" / "timings")}[folder]
-    write_params(project, {"data": {"source": "path", "path": str(project.parent / "good.npz")},
+    write_params(project, {"fetch": {"source": "path", "path": str(project.parent / "good.npz")},
                            "paths": {folder: outside}})
     before = snapshot(project)
     assert_refused(run_measured("fetch", project), "fetch", f"paths.{folder}=", project, before)
@@ -350,7 +352,7 @@ def test_a_folder_outside_the_project_is_refused_before_the_stage_runs(project: 
 
 def test_validate_refuses_an_outside_folder_too(project: Path, small_raw):
     fetched(project, small_raw)
-    write_params(project, {"data": {"source": "path", "path": str(project.parent / "good.npz")},
+    write_params(project, {"fetch": {"source": "path", "path": str(project.parent / "good.npz")},
                            "paths": {"validated": "../outside"}})
     before = snapshot(project)
     assert_refused(run_measured("validate", project), "validate", "outside the project", project, before)
@@ -413,7 +415,8 @@ def test_memory_error_while_reading_is_one_line(project: Path):
                "y_train": [npy_bytes(np.zeros(n, np.uint8))],
                "x_test": [npy_bytes(np.zeros((10, 28, 28), np.uint8))], "y_test": [npy_bytes(np.zeros(10, np.uint8))]}
     path = write_npz(project.parent / "big.npz", members)
-    write_params(project, {"data": {"dataset": "mnist", "source": "path", "path": str(path)}})
+    write_params(project, {"data": {"dataset": "mnist"},
+                           "fetch": {"source": "path", "path": str(path)}})
     probe = subprocess.run([sys.executable, "-c", "import tasks.fetch\nprint(next(line.split()[1] for line in "
                             "open('/proc/self/status') if line.startswith('VmPeak')))"],
                            env={**stage_env(), "OPENBLAS_NUM_THREADS": "1"}, capture_output=True, text=True,

@@ -12,7 +12,7 @@ import pytest
 import yaml
 
 from mnist_pipeline.orchestration import stage_names
-from tests.harness import ROOT, prefect, stage_env, versions
+from tests.harness import ROOT, chromium, prefect, stage_env, versions
 
 TINY = ["-p", "model=mlp_500", "-p", "epochs=1", "-p", "max_train_images=500"]
 
@@ -119,8 +119,6 @@ def test_an_identical_deployment_run_registers_no_duplicate(prefect_env, served:
 
 def test_report_artifact_shows_its_pictures_in_the_prefect_ui(prefect_env, served: Path, tmp_path: Path):
     """The report as a person sees it in the Prefect UI, in a real headless Chromium: every picture loaded."""
-    from selenium import webdriver
-    from selenium.webdriver.chrome.service import Service
     from selenium.webdriver.common.by import By
     from selenium.webdriver.support.ui import WebDriverWait
 
@@ -130,14 +128,7 @@ def test_report_artifact_shows_its_pictures_in_the_prefect_ui(prefect_env, serve
     found = subprocess.run([sys.executable, "-c", ARTIFACT_ID, "mnist-mlp-500-report"], env=prefect_env,
                            capture_output=True, text=True, check=True).stdout.strip()
     ui = prefect_env["PREFECT_API_URL"].removesuffix("/api")
-    options = webdriver.ChromeOptions()
-    options.binary_location = "/usr/bin/chromium"
-    for flag in ("--headless", "--no-sandbox", "--disable-gpu", "--disable-quic", "--no-first-run",
-                 "--disable-background-networking", "--disable-component-update", "--disable-sync",
-                 "--disable-dev-shm-usage", "--window-size=1400,2400", f"--user-data-dir={tmp_path / 'profile'}"):
-        options.add_argument(flag)
-    driver = webdriver.Chrome(options=options, service=Service("/usr/bin/chromedriver"))
-    try:
+    with chromium(tmp_path / "profile") as driver:
         driver.get(f"{ui}/artifacts/artifact/{found}")
         WebDriverWait(driver, 90).until(lambda d: len(d.find_elements(By.CSS_SELECTOR, "img[alt]")) >= 4)
         images = WebDriverWait(driver, 60).until(lambda d: d.execute_script(
@@ -145,8 +136,13 @@ def test_report_artifact_shows_its_pictures_in_the_prefect_ui(prefect_env, serve
             "return imgs.every(i => i.complete) ? imgs.map(i => [i.alt, i.naturalWidth]) : null;"))
         driver.save_screenshot(str(tmp_path / "artifact.png"))
         text = driver.find_element(By.TAG_NAME, "body").text
-    finally:
-        driver.quit()
+        # the UI draws a table cell on one line and clips it, in a box whose scroll bar it hides: nothing may be cut
+        cut = driver.execute_script(
+            "return [...document.querySelectorAll('.markdown-renderer__table, .p-table-data, .p-table-header')]"
+            ".filter(e => e.scrollWidth > e.clientWidth + 1).map(e => e.textContent.slice(0, 80));")
+        tables = driver.execute_script("return document.querySelectorAll('.markdown-renderer__table').length;")
+    assert tables >= 5 and cut == [], (tables, cut)  # the report's narrow tables are still tables
+    assert "checks passed: 13: images are uint8" in text  # the long ones are lists
     pictures = {alt: width for alt, width in images if alt in ("sample inputs", "learning curves",
                                                                   "confusion matrix", "mistakes")}
     assert set(pictures) == {"sample inputs", "learning curves", "confusion matrix", "mistakes"}, images
@@ -172,6 +168,34 @@ asyncio.run(main())
 def registered(repo: Path) -> dict[str, list[str]]:
     folder = repo / "registry"
     return {m.name: versions(repo, m.name) for m in folder.iterdir() if m.is_dir()} if folder.is_dir() else {}
+
+
+def test_a_second_deployment_run_is_gated_by_the_paired_test(prefect_env, served: Path):
+    """Another seed of the same recipe, as a real deployment run: the gate compares it with the champion on the
+    same test images (the paired test), records the difference with its interval, blesses it only when the lower
+    end is above -tolerance, and says so where a --watch user, `registry list` and the model card see it."""
+    if not versions(served, "mlp_500"):
+        first = prefect(prefect_env, "deployment", "run", "train-mnist/mnist", *TINY, "--watch", cwd=served)
+        assert first.returncode == 0, first.stdout[-3000:]
+    champion = json.loads((served / "registry/mlp_500/aliases.json").read_text())["champion"]
+    run = prefect(prefect_env, "deployment", "run", "train-mnist/mnist", *TINY, "-p", "seed=7", "--watch",
+                  cwd=served)
+    assert run.returncode == 0, run.stdout[-3000:] + run.stderr[-3000:]
+    number = versions(served, "mlp_500")[-1]
+    record = json.loads((served / f"registry/mlp_500/{number}/record.json").read_text())
+    comparison = record["gate_comparison"]
+    low, high = comparison["ci95"]
+    assert comparison["against"] == champion and comparison["images"] == 1000 and low <= high
+    assert comparison["verdict"] == ("better" if low > 0 else "not worse" if low > -0.01 else "worse")
+    assert record["blessed"] == (comparison["verdict"] != "worse")
+    said = " ".join(run.stdout.split())
+    assert f"against champion {champion} on the same 1,000 test images" in said, run.stdout[-3000:]
+    listed = subprocess.run([sys.executable, "-m", "mnist_cli", "registry", "list", "--root", str(served / "registry")],
+                            capture_output=True, text=True, env=stage_env())
+    row = next(line for line in listed.stdout.splitlines() if line.startswith(f"mlp_500@{number} "))
+    assert f"{comparison['verdict']} than {champion} ({low:+.1%} to {high:+.1%})" in row, listed.stdout
+    card = (served / f"registry/mlp_500/{number}/model-card.md").read_text()
+    assert f"against champion {champion} on the same 1,000 test images" in " ".join(card.split())
 
 
 @pytest.mark.parametrize("model", ["resnet", "linear_regression"])

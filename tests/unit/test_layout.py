@@ -93,7 +93,9 @@ def test_dvc_yaml_names_the_layouts_files():
     assert next(iter(evaluate["metrics"][0])) == "${paths.evaluation}/" + layout.metrics.name
     assert next(iter(evaluate["outs"][0])) == "${paths.evaluation}/" + layout.evaluation_record.name
     assert next(iter(evaluate["plots"][0])) == "${paths.evaluation}/" + layout.confusion_csv.name
-    assert next(iter(train["metrics"][0])) == "${paths.live}/" + layout.live_metrics.name
+    assert next(iter(train["outs"][1])) == "${paths.live}/" + layout.live_metrics.name
+    assert [next(iter(stage["metrics"][0])) for stage in DVC_YAML["stages"].values() if "metrics" in stage] == \
+        ["${paths.evaluation}/" + layout.metrics.name]  # dvclive's are no metric: `dvc exp show` stays narrow
     assert "${paths.model}/" + layout.train_record.name in DVC_YAML["stages"]["report"]["deps"]
 
 
@@ -101,7 +103,7 @@ def test_one_stage_one_module_one_params_section():
     params = yaml.safe_load((ROOT / "params.yaml").read_text())
     for stage in STAGES:
         assert (ROOT / "tasks" / f"{stage}.py").is_file()
-        section = {"fetch": "data", "guard": "paths"}.get(stage, stage)  # the guard checks `paths`
+        section = {"guard": "paths"}.get(stage, stage)  # the guard checks `paths`
         assert section in params and section in DVC_YAML["stages"][stage]["params"], stage
     assert sorted(p.stem for p in (ROOT / "tasks").glob("*.py") if p.stem != "__init__") == sorted(STAGES)
 

@@ -80,9 +80,9 @@ def test_debian_fashion_mnist_is_complete(fashion):
 
 
 def test_auto_source_order(tmp_path: Path):
-    from mnist_pipeline.config import DataParams
+    from mnist_pipeline.config import FetchParams
     from mnist_pipeline.data.sources import choose_source
 
-    assert choose_source(DataParams(path="x.npz")) == "path"
-    assert choose_source(DataParams(dataset="fashion_mnist", cache_dir=str(tmp_path))) == "offline"
-    assert choose_source(DataParams(source="download")) == "download"
+    assert choose_source("mnist", FetchParams(path="x.npz")) == "path"
+    assert choose_source("fashion_mnist", FetchParams(cache_dir=str(tmp_path))) == "offline"
+    assert choose_source("mnist", FetchParams(source="download")) == "download"
