@@ -37,19 +37,33 @@ def fail(exc: PipelineError | OSError) -> None:
     raise typer.Exit(1)
 
 
+def gate_cell(record: dict[str, Any]) -> str:
+    """The gate's verdict in a few words: against which champion, and the paired difference with its interval."""
+    comparison = record.get("gate_comparison")
+    if not isinstance(comparison, dict):
+        return "floor only" if "gate_reason" in record else "?"  # no champion to compare with, or below the floor
+    verdict, against = comparison.get("verdict", "?"), comparison.get("against", "?")
+    low, high = (comparison.get("ci95") or [None, None])[:2]
+    if isinstance(low, (int, float)) and isinstance(high, (int, float)):
+        return f"{verdict} than {against} ({low:+.1%} to {high:+.1%})"
+    return f"{verdict} with {against}"
+
+
 def list_row(record: dict[str, Any]) -> list[str]:
-    """One line of `list`: version, accuracy, blessed, aliases, dataset, when (what a record lacks shows as '?')."""
+    """One line of `list`: version, accuracy, blessed, the gate, aliases, dataset, when (what a record lacks shows
+    as '?')."""
     metrics = record.get("metrics")
     accuracy = metrics.get("accuracy") if isinstance(metrics, dict) else None
     cells = [record["ref"], f"{accuracy:.4f}" if isinstance(accuracy, (int, float)) else "?",
-             "yes" if record.get("blessed") is True else "no", ",".join(record["aliases"]),
+             "yes" if record.get("blessed") is True else "no", gate_cell(record), ",".join(record["aliases"]),
              record.get("dataset", "?"), record.get("registered_at", "?")]
     return [one_line(str(cell)) for cell in cells]
 
 
 @app.command("list")
 def list_versions(root: Path = ROOT_OPTION) -> None:
-    """Every registered version: accuracy, blessed or not, aliases, dataset, when.
+    """Every registered version: accuracy, blessed or not, the gate's paired verdict against the champion of the
+    time (with the 95% interval of the difference), aliases, dataset, when.
 
     What is not a readable model version (a stray folder, a version without its record) is skipped
     and named on stderr."""
@@ -60,7 +74,7 @@ def list_versions(root: Path = ROOT_OPTION) -> None:
     if not rows:
         typer.echo(f"no models registered in {root}")
         return
-    header = ["version", "accuracy", "blessed", "alias", "dataset", "registered"]
+    header = ["version", "accuracy", "blessed", "gate", "alias", "dataset", "registered"]
     widths = [max(len(line[i]) for line in [header, *rows]) for i in range(len(header))]
     for line in [header, *rows]:
         typer.echo("  ".join(cell.ljust(width) for cell, width in zip(line, widths)))

@@ -46,6 +46,11 @@ class Loaded:
     model: Any
 
 
+class ModelUnavailable(PipelineError):
+    """The served model cannot be read now (its version moved to a file that is gone or swapped): the server's
+    fault, not the upload's, so the answer is 503, and the next request tries again."""
+
+
 class Source:
     """Where the model comes from: a registry reference (followed on every request) or a `.keras` file."""
 
@@ -106,7 +111,10 @@ def answer(source: Source, data: bytes, name: str = "upload") -> dict[str, Any]:
         image = mnist_style(decode_gray(data, name, len(data)))
     except PipelineError as error:  # mnist_style's reasons do not name the input: `mnist predict` prefixes it too
         raise PipelineError(str(error) if str(error).startswith(name) else f"{name}: {error}") from None
-    loaded = source.current()
+    try:
+        loaded = source.current()
+    except (PipelineError, OSError) as error:
+        raise ModelUnavailable(f"model {source.ref}: {error}") from None
     with source.lock:  # one prediction at a time: a Keras model is not made for concurrent calls
         row = predicting.predict(loaded.model, loaded.record, [predicting.Item(name, image)])[0]
     return {**row, "model": loaded.shown, "prepared_png": png_of(image)}
@@ -163,6 +171,8 @@ def make_app(source: Source) -> FastAPI:
                 return refused(413, f"upload: file is {len(data) / 2**20:.1f} MiB, over the limit of "
                                     f"{MAX_FILE_BYTES / 2**20:.1f} MiB")
             return await run_in_threadpool(answer, source, data)  # the event loop keeps answering /health
+        except ModelUnavailable as error:
+            return refused(503, str(error))
         except PipelineError as error:
             return refused(400, str(error))
 

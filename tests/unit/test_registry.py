@@ -88,6 +88,15 @@ def test_the_gate_uses_the_paired_test_on_the_same_images(tmp_path: Path):
     old = registry.register(root, "cnn", model, record(0.91), GATE)  # no per-image record: not comparable either
     assert old["blessed"] and "no per-image test record" in old["gate_reason"]
 
+    listed = subprocess.run([sys.executable, "-m", "mnist_cli", "registry", "list", "--root", str(root)],
+                            capture_output=True, text=True, env=stage_env())
+    rows = {line.split()[0]: line for line in listed.stdout.splitlines()[1:]}
+    assert listed.stdout.split()[:4] == ["version", "accuracy", "blessed", "gate"], listed.stdout
+    assert "floor only" in rows["cnn@v1"] and "floor only" in rows["cnn@v2"]  # no champion yet; below the floor
+    assert "worse than v1 (-2.9% to -1.2%)" in rows["cnn@v3"] and " no " in rows["cnn@v3"]
+    assert "not worse than v1 (+0.0% to +0.0%)" in rows["cnn@v4"] and "better than v4 (+" in rows["cnn@v5"]
+    assert "not comparable with v5" in rows["cnn@v6"] and "not comparable with v6" in rows["cnn@v7"]
+
 
 def test_an_identical_run_registers_no_duplicate(tmp_path: Path):
     """A run whose stage hashes equal an existing version's (the same data, params and code) names that version
