@@ -23,8 +23,11 @@ from __future__ import annotations
 
 import json
 import os
+import shutil
 import subprocess
 from pathlib import Path
+
+from mnist_pipeline.files import atomic_path
 
 EXEC_REFS = "refs/exps/exec/"  # where DVC keeps the refs of an experiment running in the workspace
 TORN_LOCK = Path(".dvc/tmp/dvc.lock.torn")
@@ -61,12 +64,17 @@ def repair_lock(root: Path) -> str | None:
         return None
     kept = root / TORN_LOCK
     kept.parent.mkdir(parents=True, exist_ok=True)
-    os.replace(path, kept)
     committed = git(root, "show", "HEAD:dvc.lock") if git(root, "ls-files", "dvc.lock") else ""
     if committed and lock_problem(committed) is None:
-        path.write_text(committed + "\n")
+        if path.is_file():
+            shutil.copyfile(path, kept)  # the torn copy, for a person to look at
+        else:
+            os.replace(path, kept)  # not a file at all (a folder in its place): moved aside whole
+        with atomic_path(path) as tmp:  # a kill now leaves the torn file or the good one, never a third
+            tmp.write_text(committed + "\n")
         return (f"repair: dvc.lock was torn (a kill while DVC wrote it); restored the committed one and kept the torn "
                 f"copy in {TORN_LOCK}: `dvc repro` re-runs the stages whose outputs differ")
+    os.replace(path, kept)
     return (f"repair: dvc.lock was torn (a kill while DVC wrote it) and git has no good copy; moved it to {TORN_LOCK}: "
             f"`dvc repro` runs every stage (the run-cache restores outputs it has seen)")
 

@@ -61,6 +61,7 @@ def test_a_dvc_lock_torn_anywhere_is_restored_from_git_and_dvc_works_again(tmp_p
         assert (repo / "dvc.lock").read_text().strip() == committed.strip(), cut
         assert (repo / TORN_LOCK).read_text() == torn  # nothing lost: the torn copy is kept
     assert restored >= 6  # most cuts tear it (a cut inside a value can leave YAML DVC reads: it re-runs that stage)
+    assert not list(repo.glob(".dvc.lock.*"))  # written through a temporary file and a rename: none left behind
 
     cut = next(n for n in range(len(committed) - 300, 0, -1) if lock_problem(committed[:n]))  # as the probe's
     (repo / "dvc.lock").write_text(committed[:cut])  # `truncate -s -300 dvc.lock` left it
