@@ -1,4 +1,4 @@
-"""Benchmark the modern entry against its goals (issue 17): accuracy, and training time on full Fashion-MNIST.
+"""Benchmark the modern entry against its goals: accuracy, and training time on full Fashion-MNIST.
 
 Run from the repository root (with .venv active):
 
@@ -34,9 +34,9 @@ from pathlib import Path
 
 import yaml
 
+from mnist_pipeline.claims import load_claims
 from mnist_pipeline.errors import PipelineError
 from mnist_pipeline.layout import CLAIMS_FILE, PARAMS_FILE
-from mnist_pipeline.lessons import load_claims
 from tests.harness import make_repo, stage_env
 
 # the configuration that answers each dataset's goal (a catalogue entry or a claims.yaml variant)

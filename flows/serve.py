@@ -13,7 +13,7 @@ see docs/scaling.md.
 A serving host that dies (SIGKILL, a crash, a reboot) must not block its deployment: its runs send a
 heartbeat every HEARTBEAT seconds, and an automation on the server marks a run whose heartbeats stop
 for CRASH_AFTER seconds as Crashed, which releases its concurrency slot. The next run prunes the
-workspace the dead run left (`mnist_pipeline.orchestration.prune_dead_workspaces`).
+workspace the dead run left (`mnist_pipeline.worktrees.prune_dead_workspaces`).
 """
 
 from __future__ import annotations

@@ -31,11 +31,14 @@ from prefect.cache_policies import NO_CACHE
 
 from flows.train_mnist import ROOT, run_stages, train_child
 from mnist_pipeline.config import read_params
+from mnist_pipeline.errors import PipelineError
 from mnist_pipeline.files import atomic_path, write_json
 from mnist_pipeline.layout import Layout
-from mnist_pipeline.orchestration import apply_overrides, committed_params, slug, workspace, write_params
-from mnist_pipeline.reporting.leaderboard import leaderboard_png, render_sweep
+from mnist_pipeline.prefect_api import slug
+from mnist_pipeline.reporting.leaderboard import render_sweep, sweep_png
+from mnist_pipeline.run_params import apply_overrides, committed_params, write_params
 from mnist_pipeline.sweeps import LEE_GRID, check_sweep, configurations
+from mnist_pipeline.worktrees import workspace
 
 SHARED_STAGES = ("fetch", "validate", "demo")  # the stages that do not depend on a child's model
 SHARED_TARGETS = ("validate", "demo")  # with what they depend on: fetch
@@ -110,7 +113,7 @@ def child_threads(workers: int, address: str | None, threads: int | None = None)
     core of the machine the child runs on)."""
     if threads is not None:
         if threads < 1:
-            raise ValueError(f"threads must be at least 1, not {threads}")
+            raise PipelineError(f"threads must be at least 1, not {threads}")
         return threads
     if workers == 0 or address:
         return None
@@ -137,7 +140,7 @@ def run_all(configs: list[dict[str, Any]], common: dict[str, Any], address: str 
 def write_leaderboard(target: Path, summary: dict[str, Any]) -> str:
     """sweep.json, leaderboard.png and leaderboard.md in `target`; the markdown."""
     write_json(target / "sweep.json", summary)
-    leaderboard_png(target / "leaderboard.png", summary["results"])
+    sweep_png(target / "leaderboard.png", summary["results"])
     text = render_sweep(summary["name"], summary["dataset"], summary["results"], summary["how"], SHARED_STAGES,
                         summary["shared_ran"], summary["seconds"])
     with atomic_path(target / "leaderboard.md") as tmp:
@@ -181,5 +184,5 @@ def sweep(dataset: str = "mnist", models: list[str] | None = None, grid: dict[st
         print(f"  {r['label']}: {shown}")
     print(f"sweep {name}: {target / 'leaderboard.md'} ({seconds:.0f} s, {how})")
     if all("failed" in r for r in results):
-        raise RuntimeError(f"every configuration of sweep {name} failed; see {target / 'leaderboard.md'}")
+        raise PipelineError(f"every configuration of sweep {name} failed; see {target / 'leaderboard.md'}")
     return {"leaderboard": str(target / "leaderboard.md"), "seconds": seconds, "how": how, "results": results}

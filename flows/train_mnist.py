@@ -2,7 +2,7 @@
 
 One definition of the stage graph: the flow runs `dvc repro` itself, the command a user runs, and
 each stage DVC starts becomes a task of its own (its output in the task's log as it is printed).
-Each run works in its own git worktree of the last commit (`mnist_pipeline.orchestration.workspace`)
+Each run works in its own git worktree of the last commit (`mnist_pipeline.worktrees.workspace`)
 with the project's DVC cache, so stages whose inputs did not change are checked out or restored
 from the run-cache, not recomputed. Tasks pass the workspace path, never arrays.
 """
@@ -30,22 +30,14 @@ from prefect.runtime import flow_run
 from mnist_pipeline import registry
 from mnist_pipeline.config import RegistryParams, parse_section, read_params
 from mnist_pipeline.errors import PipelineError
+from mnist_pipeline.experiments import run_lineage, save_experiment, stage_names
 from mnist_pipeline.files import write_json
 from mnist_pipeline.layout import Layout
-from mnist_pipeline.orchestration import (
-    OVERRIDES,
-    apply_overrides,
-    check_run,
-    committed_params,
-    run_lineage,
-    save_experiment,
-    slug,
-    stage_names,
-    workspace,
-    write_params,
-)
 from mnist_pipeline.paired import pack
+from mnist_pipeline.prefect_api import slug
 from mnist_pipeline.reporting.markdown import narrow_tables
+from mnist_pipeline.run_params import OVERRIDES, apply_overrides, check_run, committed_params, write_params
+from mnist_pipeline.worktrees import workspace
 
 ROOT = Path(__file__).resolve().parents[1]
 
@@ -65,7 +57,8 @@ def thread_env(threads: int | None) -> dict[str, str]:
                                             "OPENBLAS_NUM_THREADS", "MKL_NUM_THREADS")}
 
 
-# where `dvc repro` starts a stage: it runs it, finds it up to date, or restores it from the run-cache
+# where `dvc repro` starts a stage: it runs it, finds it up to date, or restores it from the run-cache (DVC's own
+# wording, pinned against the locked DVC's message templates by tests/unit/test_dvc_wording.py)
 MARKER = re.compile(r"^(?:Running stage '(?P<ran>[\w-]+)'|Stage '(?P<kept>[\w-]+)' (?:didn't change|is cached))")
 
 
@@ -217,10 +210,7 @@ def evaluation_summary(layout: Layout, trained: dict[str, Any], evaluation: dict
     fetched = json.loads(layout.fetch_record.read_text())
     features = json.loads(layout.features_record.read_text())
     test = evaluation["intervals"]["test"]
-    verdict = judge(trained["spec"], Run(
-        dataset=fetched["dataset"], source=fetched["source"], train_images=trained["shapes"]["x_train"][0],
-        weights=None if features.get("skipped") else features["weights"], metrics=evaluation["metrics"],
-        test_correct=test["correct"], test_total=test["total"]))
+    verdict = judge(trained["spec"], Run.from_records(fetched, trained, features, evaluation))
     return {"ci95": test["ci95"], "test_images": test["total"], "per_class": evaluation["per_class"],
             "distortions": evaluation["distortions"],
             "distortions_not_measured": evaluation["distortions_not_measured"],

@@ -18,10 +18,10 @@ from pathlib import Path
 
 import typer
 
+from mnist_pipeline.claims import load_claims
 from mnist_pipeline.config import EvaluateParams, parse_section, read_params
 from mnist_pipeline.errors import PipelineError
 from mnist_pipeline.layout import CLAIMS_FILE, PARAMS_FILE, Layout
-from mnist_pipeline.lessons import load_claims
 from mnist_pipeline.reporting.check import check_reports, in_progress
 
 

@@ -12,7 +12,7 @@ from pathlib import Path
 
 import typer
 
-from mnist_cli.registry import ROOT_OPTION, fail, one_line
+from mnist_cli.common import ROOT_OPTION, fail, one_line
 from mnist_pipeline import registry
 from mnist_pipeline.errors import PipelineError
 

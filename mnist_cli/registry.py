@@ -17,26 +17,11 @@ from typing import Any
 
 import typer
 
+from mnist_cli.common import ROOT_OPTION, fail, one_line
 from mnist_pipeline import registry
 from mnist_pipeline.errors import PipelineError
 
 app = typer.Typer(add_completion=False, no_args_is_help=True, help=__doc__, rich_markup_mode=None)
-ROOT_OPTION = typer.Option(Path("registry"), "--root", help="the registry folder (params.yaml registry.dir)")
-
-
-def one_line(text: str) -> str:
-    """`text` with control characters (a newline in a file name, say) escaped, so it prints as one line."""
-    return "".join(char if char.isprintable() else repr(char)[1:-1] for char in text)
-
-
-def fail(exc: PipelineError | OSError) -> None:
-    """One `error:` line and exit 1; an OSError (a read-only or full registry) names its file and reason."""
-    if isinstance(exc, OSError):
-        exc = PipelineError(f"cannot write {exc.filename or 'the registry'}: {exc.strerror or exc}")
-    typer.echo(f"error: {one_line(str(exc))}", err=True)
-    raise typer.Exit(1)
-
-
 def gate_cell(record: dict[str, Any]) -> str:
     """The gate's verdict in a few words: against which champion, and the paired difference with its interval."""
     comparison = record.get("gate_comparison")

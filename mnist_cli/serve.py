@@ -18,7 +18,7 @@ from pathlib import Path
 
 import typer
 
-from mnist_cli.registry import ROOT_OPTION, fail
+from mnist_cli.common import ROOT_OPTION, fail
 from mnist_pipeline.errors import PipelineError
 
 

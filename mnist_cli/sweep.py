@@ -16,7 +16,7 @@ import typer
 from mnist_pipeline.config import read_params
 from mnist_pipeline.errors import PipelineError
 from mnist_pipeline.layout import PARAMS_FILE
-from mnist_pipeline.orchestration import api_error
+from mnist_pipeline.prefect_api import api_error
 from mnist_pipeline.sweeps import GRID_KEYS, LEE_GRID, check_sweep, configurations, parse_grid
 
 
@@ -47,12 +47,12 @@ def sweep(
         parsed = {**(LEE_GRID if lee else {}), **parse_grid(grid)}
         check_sweep(parsed, name)
         if threads is not None and threads < 1:
-            raise ValueError(f"--threads must be at least 1, not {threads}")
+            raise PipelineError(f"--threads must be at least 1, not {threads}")
         configurations(read_params(PARAMS_FILE)["models"], chosen, parsed, base, name)
         problem = api_error(PREFECT_API_URL.value())
         if problem:
-            raise ValueError(problem)
-    except (ValueError, PipelineError) as error:
+            raise PipelineError(problem)
+    except PipelineError as error:
         typer.echo(f"error: sweep: {error}", err=True)
         raise typer.Exit(1) from None
     from flows.sweep import sweep as sweep_flow

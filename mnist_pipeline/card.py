@@ -9,7 +9,9 @@ from __future__ import annotations
 
 from typing import Any
 
-DATASETS = {"mnist": ("MNIST", "handwritten digits"), "fashion_mnist": ("Fashion-MNIST", "clothing items")}
+from mnist_pipeline.config import DATASET_NAMES
+
+WHAT = {"mnist": "handwritten digits", "fashion_mnist": "clothing items"}
 
 
 def cell(value: Any) -> str:
@@ -28,7 +30,7 @@ def render_card(record: dict[str, Any]) -> str:
     summary = record.get("evaluation_summary") or {}
     spec, params = record.get("model_spec") or {}, record.get("params") or {}
     dataset = record.get("dataset") or (params.get("data") or {}).get("dataset", "?")
-    shown, what = DATASETS.get(dataset, (dataset, "images"))
+    shown, what = DATASET_NAMES.get(dataset, dataset), WHAT.get(dataset, "images")
     metrics = record.get("metrics") or {}
     accuracy = metrics.get("accuracy")
     low, high = summary.get("ci95") or (None, None)

@@ -17,9 +17,10 @@ from mnist_pipeline.errors import PipelineError
 
 Kind = Literal["dense", "cnn", "vgg16"]
 Loss = Literal["categorical_crossentropy", "sparse_categorical_crossentropy", "mse", "binary_crossentropy"]
-Layout = Literal["flat", "image", "rgb"]  # (N, 784) | (N, 28, 28, 1) | (N, S, S, 3) after resize
+Arrangement = Literal["flat", "image", "rgb"]  # of a model's x: (N, 784) | (N, 28, 28, 1) | (N, S, S, 3) resized
 Labels = Literal["onehot", "sparse"]
 N_CLASSES = 10
+TOP1 = "top1"  # history key (and val_top1) of the top-1 metric train adds beside a tutorial metric that is not top-1
 
 
 class Augmentation(Section):
@@ -176,11 +177,11 @@ class ModelSpec(Section):
 class ModelInput:
     """The input a model takes: layout of x and encoding of y."""
 
-    layout: Layout
+    layout: Arrangement  # as prepare.layout names it (layout.Layout is the run's files, another thing)
     labels: Labels
 
 
-LAYOUT_OF_KIND: dict[str, Layout] = {"dense": "flat", "cnn": "image", "vgg16": "rgb"}
+ARRANGEMENT_OF_KIND: dict[str, Arrangement] = {"dense": "flat", "cnn": "image", "vgg16": "rgb"}
 
 
 def names(models: dict[str, Any]) -> list[str]:
@@ -206,9 +207,9 @@ def model_spec(models: dict[str, Any], name: str) -> ModelSpec:
 
 def input_of(kind: str, loss: str) -> ModelInput:
     """What an entry of this kind and loss takes: its kind decides the layout, its loss the labels."""
-    if kind not in LAYOUT_OF_KIND:
-        raise PipelineError(f"unknown model kind '{kind}'; one of: {', '.join(LAYOUT_OF_KIND)}")
-    return ModelInput(LAYOUT_OF_KIND[kind], "sparse" if loss == "sparse_categorical_crossentropy" else "onehot")
+    if kind not in ARRANGEMENT_OF_KIND:
+        raise PipelineError(f"unknown model kind '{kind}'; one of: {', '.join(ARRANGEMENT_OF_KIND)}")
+    return ModelInput(ARRANGEMENT_OF_KIND[kind], "sparse" if loss == "sparse_categorical_crossentropy" else "onehot")
 
 
 def model_input(models: dict[str, Any], name: str) -> ModelInput:

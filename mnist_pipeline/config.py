@@ -14,11 +14,12 @@ from typing import Any, Literal, TypeVar
 import yaml
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
 
-from mnist_pipeline.errors import PipelineError
+from mnist_pipeline.errors import PipelineError, first_line
 
 MODEL_NAME = r"^[a-z0-9][a-z0-9_-]{0,63}$"  # model names become folder names: no '/', no '..'
 
 Dataset = Literal["mnist", "fashion_mnist"]
+DATASET_NAMES = {"mnist": "MNIST", "fashion_mnist": "Fashion-MNIST"}  # how reports, cards and verdicts name them
 Source = Literal["auto", "path", "cache", "offline", "download"]
 
 
@@ -201,15 +202,27 @@ def read_params(path: Path) -> dict[str, Any]:
     if not path.is_file():
         raise PipelineError(f"params file not found: {path}")
     size = path.stat().st_size
-    if size > MAX_PARAMS_BYTES:
+    if size > MAX_PARAMS_BYTES:  # before reading it
         raise PipelineError(f"{path} is {size:,} bytes; a params file may hold at most {MAX_PARAMS_BYTES:,}")
+    return parse_params(path.read_text(encoding="utf-8"), str(path))
+
+
+def parse_params(text: str, where: str) -> dict[str, Any]:
+    """Params text (a file's, or the params a comparison recorded) as a dict, with read_params' checks; `where`
+    names it in the error."""
+    if len(text.encode()) > MAX_PARAMS_BYTES:
+        raise PipelineError(f"{where} is {len(text.encode()):,} bytes; a params file may hold at most "
+                            f"{MAX_PARAMS_BYTES:,}")
+    loader = NoAliasLoader(text)  # what yaml.load does, with `where` as the name its errors give
+    loader.name = where
     try:
-        with open(path, encoding="utf-8") as handle:  # the loader's marks then name the file
-            params = yaml.load(handle, Loader=NoAliasLoader)  # noqa: S506 - a SafeLoader, aliases refused
+        params = loader.get_single_data()
     except yaml.YAMLError as exc:
-        raise PipelineError(f"{path} is not valid YAML: {str(exc).splitlines()[0]}") from exc
+        raise PipelineError(f"{where} is not valid YAML: {first_line(exc)}") from exc
+    finally:
+        loader.dispose()
     if not isinstance(params, dict):
-        raise PipelineError(f"{path} must hold a mapping of sections")
+        raise PipelineError(f"{where} must hold a mapping of sections")
     return params
 
 

@@ -27,7 +27,7 @@ from typing import Any
 
 import numpy as np
 
-from mnist_pipeline.errors import PipelineError
+from mnist_pipeline.errors import PipelineError, first_line
 
 RAW_KEYS = ("x_train", "y_train", "x_test", "y_test")
 _ZIP_EPOCH = (1980, 1, 1, 0, 0, 0)
@@ -185,11 +185,6 @@ def load_npz(path: Path, keys: tuple[str, ...] | None = None,
     except PipelineError:
         raise
     except _CORRUPT_ERRORS as exc:
-        raise PipelineError(f"{path}: corrupt or truncated .npz archive ({_first_line(exc)})") from None
+        raise PipelineError(f"{path}: corrupt or truncated .npz archive ({first_line(exc)})") from None
     except _UNREADABLE_ERRORS as exc:
-        raise PipelineError(f"{path}: not a readable .npz archive ({_first_line(exc)})") from None
-
-
-def _first_line(exc: BaseException) -> str:
-    text = str(exc).strip()
-    return text.splitlines()[0] if text else type(exc).__name__
+        raise PipelineError(f"{path}: not a readable .npz archive ({first_line(exc)})") from None

@@ -21,7 +21,7 @@ from typing import Any
 
 import numpy as np
 
-from mnist_pipeline.errors import PipelineError
+from mnist_pipeline.errors import PipelineError, first_line
 
 MAX_FILE_BYTES = 20 * 2**20  # 20 MiB: a phone photo is a few MiB
 MAX_PIXELS = 40_000_000  # 40 megapixels; Pillow's own bomb limit is 89 MP
@@ -61,7 +61,7 @@ def decode_gray(source: Path | bytes, path: Path | str, size: int, max_bytes: in
     except Image.DecompressionBombError as exc:
         raise PipelineError(f"{path}: refused as a decompression bomb ({exc})") from None
     except (OSError, SyntaxError, ValueError) as exc:
-        raise PipelineError(f"{path}: unreadable image ({str(exc).splitlines()[0][:120]})") from None
+        raise PipelineError(f"{path}: unreadable image ({first_line(exc, 120)})") from None
 
 
 def to_gray(image: Any) -> np.ndarray:
@@ -185,7 +185,7 @@ def vgg16_base(weights: str, size: int) -> Any:
                                         weights=None if weights == "none" else weights)
     except Exception as exc:  # Keras' download raises several kinds; all mean "no weights"
         if weights == "imagenet":
-            raise weights_error(str(exc).splitlines()[0][:200]) from None
+            raise weights_error(first_line(exc, 200)) from None
         raise
     base.trainable = False
     return base

@@ -20,14 +20,13 @@ from __future__ import annotations
 
 import json
 import statistics
-from pathlib import Path
-from typing import Any, Literal
+from typing import Any
 
 import numpy as np
-import yaml
-from pydantic import BaseModel, ConfigDict, Field, model_validator
 
 from mnist_pipeline.catalogue import ModelSpec
+from mnist_pipeline.claims import Claim, Ladder
+from mnist_pipeline.config import DATASET_NAMES
 from mnist_pipeline.errors import PipelineError
 from mnist_pipeline.paired import (  # noqa: F401 - pack and unpack: the records' per-image bits, used from here too
     FALSE_DISCOVERY_RATE,
@@ -40,99 +39,6 @@ from mnist_pipeline.paired import (  # noqa: F401 - pack and unpack: the records
 )
 
 NOT_COMPARED = ("claimed", "claimed_accuracy", "source", "claim_dataset", "metric")  # not settings of the run
-
-
-class Strict(BaseModel):
-    model_config = ConfigDict(extra="forbid", frozen=True)
-
-
-class Configuration(Strict):
-    model: str
-    set: dict[str, Any] = Field(default_factory=dict)  # `dvc exp run -S` overrides
-
-
-class Claim(Strict):
-    id: str
-    tutorial: str
-    dataset: Literal["mnist", "fashion_mnist", "none"]
-    claim: str
-    kind: Literal["paired", "paired_gap", "rising_val_loss", "stopped_by_threshold", "low_train", "demo",
-                  "needs_internet"]
-    a: str | None = None
-    b: str | None = None
-    expect: Literal["better", "worse", "not_better"] | None = None
-    at_least: float = Field(default=0.0, ge=0, le=1)  # a size the tutorial stated, in accuracy (with stated)
-    stated: str | None = None  # where the tutorial stated that size (its numbers)
-    stalled: str | None = None  # the configuration the claim says is stuck or cannot fit (low_train: a)
-    recipe: list[str] = Field(default_factory=list)  # how these runs differ from the tutorial's own recipe
-    # the settings a and b differ in, when the claim's one change is several settings (the tutorial's "change it
-    # to SGD" is Keras' SGD() with its own default learning rate); None: exactly one
-    changes: list[str] | None = None
-    tolerance: float | None = None
-    reason: str | None = None
-    command: str | None = None
-
-    @model_validator(mode="after")
-    def size_is_stated(self) -> Claim:
-        if self.at_least and not self.stated:
-            raise ValueError(f"claim {self.id}: at_least needs `stated`, where the tutorial stated that size")
-        return self
-
-
-class Step(Strict):
-    label: str
-    from_: str | None = Field(default=None, alias="from")
-
-
-class Ladder(Strict):
-    name: str
-    steps: list[Step]
-
-
-class ExtraSeeds(Strict):
-    """More seeds for some configurations on some datasets: where the seeds' spread is large and runs are cheap."""
-
-    datasets: list[Literal["mnist", "fashion_mnist"]]
-    seeds: list[int] = Field(min_length=1)
-    configurations: list[str] = Field(min_length=1)
-
-
-class Claims(Strict):
-    seeds: list[int] = Field(min_length=1)
-    extra_seeds: list[ExtraSeeds] = Field(default_factory=list)
-    false_discovery_rate: float = Field(default=FALSE_DISCOVERY_RATE, gt=0, lt=1)  # over each page's tests
-    min_effect: float = Field(default=MIN_EFFECT, ge=0, le=1)  # in accuracy: smaller is never a finding
-    configurations: dict[str, Configuration]
-    claims: list[Claim]
-    ladders: list[Ladder]
-    recipes: dict[str, list[str]] = Field(default_factory=dict)  # catalogue entry -> how it differs from its tutorial
-
-    def seeds_of(self, label: str, dataset: str) -> list[int]:
-        """The seeds a configuration runs with on a dataset: `seeds`, then any `extra_seeds` for it there."""
-        extra = [s for e in self.extra_seeds if dataset in e.datasets and label in e.configurations for s in e.seeds]
-        return list(dict.fromkeys([*self.seeds, *extra]))
-
-    def labels(self, catalogue: list[str]) -> list[tuple[str, str, dict[str, Any]]]:
-        """(label, model, overrides) of every configuration: each catalogue entry, then the variants."""
-        return ([(name, name, {}) for name in catalogue]
-                + [(label, c.model, dict(c.set)) for label, c in self.configurations.items()])
-
-
-def load_claims(path: Path, catalogue: list[str]) -> Claims:
-    """claims.yaml, checked: every label it names is a catalogue entry or one of its configurations."""
-    try:
-        claims = Claims.model_validate(yaml.safe_load(path.read_text()))
-    except (OSError, yaml.YAMLError, ValueError) as error:
-        raise PipelineError(f"{path}: {str(error).splitlines()[0]}") from None
-    known = set(catalogue) | set(claims.configurations)
-    named = [c.model for c in claims.configurations.values()]
-    named += [label for c in claims.claims for label in (c.a, c.b, c.stalled) if label]
-    named += list(claims.recipes) + [label for extra in claims.extra_seeds for label in extra.configurations]
-    named += [label for ladder in claims.ladders for s in ladder.steps for label in (s.label, s.from_) if label]
-    unknown = sorted({label for label in named if label not in known})
-    if unknown or any(c.model not in catalogue for c in claims.configurations.values()):
-        raise PipelineError(f"{path}: unknown configurations {unknown}; known: {', '.join(sorted(known))}")
-    return claims
 
 
 def differences(first: dict[str, Any], second: dict[str, Any]) -> dict[str, tuple[Any, Any]]:
@@ -249,7 +155,7 @@ def qualified(outcome: str, claim_dataset: str, where: tuple[str, bool]) -> str:
     dataset, sample = where
     if outcome not in OUTCOME_ELSEWHERE or claim_dataset == "none" or (dataset == claim_dataset and not sample):
         return outcome
-    place = "the MNIST sample" if dataset == "mnist" and sample else {"mnist": "MNIST"}.get(dataset, "Fashion-MNIST")
+    place = "the MNIST sample" if dataset == "mnist" and sample else DATASET_NAMES[dataset]
     return f"{OUTCOME_ELSEWHERE[outcome]} on {place}"
 
 

@@ -8,10 +8,8 @@ from __future__ import annotations
 
 from typing import Any
 
-from mnist_pipeline.catalogue import N_CLASSES, ModelSpec
+from mnist_pipeline.catalogue import N_CLASSES, TOP1, ModelSpec
 from mnist_pipeline.errors import PipelineError
-
-TOP1 = "top1"  # history key (and val_top1) of the added top-1 metric; reporting/plots.py reads it by this name
 
 
 def learning_rate(spec: ModelSpec, steps_per_epoch: int | None) -> Any:

@@ -22,7 +22,8 @@ import numpy as np
 
 from mnist_pipeline import import_tensorflow
 from mnist_pipeline.config import FeaturesParams, ResizeParams, parse_section
-from mnist_pipeline.errors import PipelineError
+from mnist_pipeline.distortions import from_unit
+from mnist_pipeline.errors import PipelineError, first_line
 from mnist_pipeline.files import load_npz, sha256_file
 from mnist_pipeline.images import extract, image_files, mnist_style, read_gray, resize_gray_to_rgb, vgg16_base
 from mnist_pipeline.layout import TRAIN_RECORD
@@ -114,16 +115,10 @@ def collect(paths: list[Path]) -> list[Item]:
     return items
 
 
-def prepared_scale(images: np.ndarray, normalize: bool | str) -> np.ndarray:
-    """[0, 1] images on the scale the prepare stage gave the version's training data (`prepare.normalize`)."""
-    if normalize == "centered":
-        return (images * 255 - 127) / 127
-    return images if normalize else images * 255
-
-
 def to_model_input(images: np.ndarray, model: Any, params: dict[str, Any], kind: str) -> np.ndarray:
     """float (N, 28, 28) in [0, 1] -> what this model (of catalogue `kind`) was trained on."""
-    scaled = prepared_scale(images, params.get("prepare", {}).get("normalize", True))
+    # [0, 1] -> the scale prepare gave the version's training data (`prepare.normalize`), as the distortions do
+    scaled = from_unit(images, params.get("prepare", {}).get("normalize", True), images.shape)
     shape = tuple(model.input_shape)
     if shape[1:] == (784,):
         return scaled.reshape(len(images), 784)
@@ -156,8 +151,7 @@ def load_model(path: Path) -> Any:
     try:
         return keras.saving.load_model(path, safe_mode=True)
     except Exception as exc:  # Keras raises ValueError for unsafe code, others for a corrupt file
-        first = str(exc).strip().splitlines()[0][:200] if str(exc).strip() else type(exc).__name__
-        raise PipelineError(f"{path}: refused to load the model ({first})") from None
+        raise PipelineError(f"{path}: refused to load the model ({first_line(exc, 200)})") from None
 
 
 def local_record(path: Path) -> dict[str, Any]:

@@ -33,7 +33,7 @@ from typing import Any
 from filelock import FileLock
 
 from mnist_pipeline.card import render_card
-from mnist_pipeline.errors import PipelineError
+from mnist_pipeline.errors import PipelineError, first_line
 from mnist_pipeline.files import sha256_file, write_json
 from mnist_pipeline.paired import paired_difference, unpack
 from mnist_pipeline.processes import alive, host_name
@@ -121,7 +121,7 @@ def read_record(root: Path, name: str, version: int) -> dict[str, Any]:
     except FileNotFoundError:
         raise PipelineError(f"{name}@v{version}: no record.json in {path.parent} (an incomplete version)") from None
     except (OSError, ValueError) as exc:
-        raise PipelineError(f"{name}@v{version}: {path} unreadable ({_first_line(exc)})") from None
+        raise PipelineError(f"{name}@v{version}: {path} unreadable ({first_line(exc, 200)})") from None
     if not isinstance(record, dict):
         raise PipelineError(f"{name}@v{version}: {path} is not a JSON object")
     return record
@@ -135,7 +135,7 @@ def aliases(root: Path, name: str) -> dict[str, Any]:
     try:
         table = json.loads(path.read_text())
     except (OSError, ValueError) as exc:
-        raise PipelineError(f"{path}: unreadable ({_first_line(exc)})") from None
+        raise PipelineError(f"{path}: unreadable ({first_line(exc, 200)})") from None
     history = table.get("history", []) if isinstance(table, dict) else None
     if not isinstance(history, list) or not all(isinstance(move, dict) for move in history):
         raise PipelineError(f"{path}: not an aliases file (a JSON object with a 'history' list of moves)")
@@ -169,12 +169,6 @@ def alias_tags(root: Path, name: str) -> tuple[dict[int, list[str]], list[str]]:
         if number is not None:
             tags.setdefault(number, []).append(alias)
     return tags, problems
-
-
-def _first_line(exc: BaseException) -> str:
-    """The first line of an exception's message (or its type's name)."""
-    text = str(exc).strip()
-    return text.splitlines()[0][:200] if text else type(exc).__name__
 
 
 def resolve(root: Path, ref: str) -> tuple[str, int]:

@@ -14,6 +14,7 @@ import re
 from typing import Any
 
 from mnist_pipeline.config import MODEL_NAME
+from mnist_pipeline.errors import PipelineError
 
 GRID_KEYS = {"loss": str, "activation": str, "depth": int, "optimizer": str, "learning_rate": float,
              "dropout": float, "batch_size": int, "epochs": int}
@@ -29,11 +30,11 @@ def parse_grid(items: list[str]) -> dict[str, list[Any]]:
     for item in items:
         key, _, values = item.partition("=")
         if key not in GRID_KEYS or not values:
-            raise ValueError(f"bad --grid {item!r}: use KEY=V1,V2 with KEY one of {', '.join(GRID_KEYS)}")
+            raise PipelineError(f"bad --grid {item!r}: use KEY=V1,V2 with KEY one of {', '.join(GRID_KEYS)}")
         try:
             grid[key] = [GRID_KEYS[key](v) for v in values.split(",")]
         except ValueError:
-            raise ValueError(f"bad --grid {item!r}: {key} takes {GRID_KEYS[key].__name__} values") from None
+            raise PipelineError(f"bad --grid {item!r}: {key} takes {GRID_KEYS[key].__name__} values") from None
     return grid
 
 
@@ -44,8 +45,8 @@ def variant_name(base: str, prefix: str, point: dict[str, Any]) -> str:
     parts = [PREFIX.get(k, "") + str(SHORT.get(v, v)).replace(".", "p") for k, v in point.items()]
     name = base + "--" + "-".join([prefix, *parts]).lower()
     if not re.match(MODEL_NAME, name):
-        raise ValueError(f"grid point {point} gives the model name {name!r}, which is not a slug (a-z, 0-9, _ and -, "
-                         f"at most 64 characters); use a shorter --name")
+        raise PipelineError(f"grid point {point} gives the model name {name!r}, which is not a slug (a-z, 0-9, _ "
+                            f"and -, at most 64 characters); use a shorter --name")
     return name
 
 
@@ -63,7 +64,7 @@ def configurations(catalogue: dict[str, Any], models: list[str], grid: dict[str,
     """One dict of `train-mnist` arguments per configuration: the named catalogue entries, then the grid."""
     unknown = [m for m in [*models, *([base] if grid else [])] if m not in catalogue]
     if unknown:
-        raise ValueError(f"unknown catalogue models {unknown}; the catalogue has: {', '.join(catalogue)}")
+        raise PipelineError(f"unknown catalogue models {unknown}; the catalogue has: {', '.join(catalogue)}")
     configs = [{"label": m, "model": m} for m in models]
     for values in itertools.product(*grid.values()) if grid else []:
         point = dict(zip(grid, values))
@@ -72,9 +73,10 @@ def configurations(catalogue: dict[str, Any], models: list[str], grid: dict[str,
                         "model_settings": model_settings(catalogue[base], point), "point": point})
     labels = [c["label"] for c in configs]
     if len(set(labels)) != len(labels):
-        raise ValueError(f"the sweep names a configuration twice: {sorted({x for x in labels if labels.count(x) > 1})}")
+        twice = sorted({x for x in labels if labels.count(x) > 1})
+        raise PipelineError(f"the sweep names a configuration twice: {twice}")
     if not configs:
-        raise ValueError("nothing to sweep: give --models and/or --grid")
+        raise PipelineError("nothing to sweep: give --models and/or --grid")
     return configs
 
 
@@ -82,6 +84,6 @@ def check_sweep(grid: dict[str, Any], name: str) -> None:
     """The grid's keys are known and the sweep's name is a slug (it names folders)."""
     for key in grid:
         if key not in GRID_KEYS:
-            raise ValueError(f"unknown grid key {key!r}; use one of {', '.join(GRID_KEYS)}")
+            raise PipelineError(f"unknown grid key {key!r}; use one of {', '.join(GRID_KEYS)}")
     if not re.match(MODEL_NAME, name):
-        raise ValueError(f"sweep name {name!r} is not a slug (a-z, 0-9, _ and -)")
+        raise PipelineError(f"sweep name {name!r} is not a slug (a-z, 0-9, _ and -)")

@@ -46,12 +46,17 @@ class StopAtLoss(keras.callbacks.Callback):
 
 class EpochLog(keras.callbacks.Callback):
     """Each finished epoch's metrics in a JSON file, kept across a kill: `history` is every epoch run,
-    also when BackupAndRestore resumed the fit (Keras' own History holds only the epochs since)."""
+    also when BackupAndRestore resumed the fit (Keras' own History holds only the epochs since). A one-epoch
+    fit also gets its "Epoch 1/1" line, which Keras leaves out, so every run's log shows its epochs."""
 
     def __init__(self, path: Path) -> None:
         super().__init__()
         self.path = path
         self.epochs: list[dict[str, float]] = json.loads(path.read_text()) if path.is_file() else []
+
+    def on_epoch_begin(self, epoch: int, logs: dict | None = None) -> None:
+        if self.params.get("verbose") and self.params.get("epochs") == 1:  # Keras says "Epoch i/n" only for n > 1
+            print("Epoch 1/1", flush=True)
 
     def on_epoch_end(self, epoch: int, logs: dict | None = None) -> None:
         self.epochs = self.epochs[:epoch] + [{k: float(v) for k, v in (logs or {}).items()}]

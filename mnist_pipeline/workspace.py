@@ -27,15 +27,17 @@ import shutil
 import subprocess
 from pathlib import Path
 
+from mnist_pipeline.errors import first_line
 from mnist_pipeline.files import atomic_path
 
 EXEC_REFS = "refs/exps/exec/"  # where DVC keeps the refs of an experiment running in the workspace
 TORN_LOCK = Path(".dvc/tmp/dvc.lock.torn")
 
 
-def git(root: Path, *args: str) -> str:
-    """A git command's output in `root`, empty when it fails (no repository, no such ref)."""
-    done = subprocess.run(["git", *args], cwd=root, capture_output=True, text=True)
+def git(root: Path, *args: str, check: bool = False) -> str:
+    """A git command's output in `root`; when it fails, empty (no repository, no such ref), or with `check` a
+    CalledProcessError (a step a run cannot go on without)."""
+    done = subprocess.run(["git", *args], cwd=root, capture_output=True, text=True, check=check)
     return done.stdout.strip() if done.returncode == 0 else ""
 
 
@@ -47,7 +49,7 @@ def lock_problem(text: str) -> str | None:
     try:
         COMPILED_LOCKFILE_SCHEMA(parse_yaml(text, "dvc.lock") or {})
     except Exception as error:  # noqa: BLE001 - DVC's YAML and schema errors share no base class but Exception
-        return str(error).splitlines()[0] if str(error) else type(error).__name__
+        return first_line(error)
     return None
 
 

@@ -24,10 +24,7 @@ def main(params: dict[str, Any], layout: Layout) -> None:
     trained = read_json(layout.train_record)
     fetched = read_json(layout.fetch_record)
     evaluation, features = read_json(layout.evaluation_record), read_json(layout.features_record)
-    test = evaluation["intervals"]["test"]
-    run_facts = Run(dataset=fetched["dataset"], source=fetched["source"], train_images=trained["shapes"]["x_train"][0],
-                    weights=None if features.get("skipped") else features["weights"], metrics=evaluation["metrics"],
-                    test_correct=test["correct"], test_total=test["total"])
+    run_facts = Run.from_records(fetched, trained, features, evaluation)
     # in the pipeline's order; not this report (dvc.lock still holds the last one's) nor the demo (not this run's)
     stages = {name: stage for name, stage in lock_stages(layout.dvc_lock).items() if name not in ("report", "demo")}
     ctx: dict[str, Any] = {

@@ -26,7 +26,7 @@ from urllib.parse import urlparse
 import numpy as np
 
 from mnist_pipeline.config import FetchParams
-from mnist_pipeline.errors import PipelineError
+from mnist_pipeline.errors import PipelineError, first_line
 from mnist_pipeline.files import RAW_KEYS, ArrayHeader, load_npz, sha256_file
 
 IDX_NAMES = {
@@ -316,10 +316,10 @@ def download(dataset: str, cache_dir: Path, mirror: str | None, retries: int, ti
         try:
             paths.append(Path(store.fetch(name, downloader=downloader)))
         except ValueError as exc:  # pooch's hash mismatch
-            raise PipelineError(f"download of {base_url}{name} failed its sha256 check: {_first_line(exc)}") from None
+            raise PipelineError(f"download of {base_url}{name} failed its sha256 check: {first_line(exc)}") from None
         except requests.exceptions.RequestException as exc:
             raise PipelineError(f"download of {base_url}{name} failed after {retries} retries: "
-                                f"{_first_line(exc)}") from None
+                                f"{first_line(exc)}") from None
     return paths
 
 
@@ -333,11 +333,6 @@ def read_downloaded(dataset: str, paths: list[Path], source: str, origin: str,
         arrays = read_idx_folder(paths[0].parent, params)
         description = "full Fashion-MNIST (Keras mirror IDX files, sha256 verified)"
     return RawData(arrays, source, origin, description, describe_files(paths))
-
-
-def _first_line(exc: BaseException) -> str:
-    text = str(exc).strip()
-    return text.splitlines()[0] if text else type(exc).__name__
 
 
 def choose_source(dataset: str, params: FetchParams) -> str:

@@ -16,9 +16,10 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
+from mnist_pipeline.claims import Claims
 from mnist_pipeline.distortions import NAMES
-from mnist_pipeline.lessons import Claims, Family
-from mnist_pipeline.reporting.catalogue import (
+from mnist_pipeline.lessons import Family
+from mnist_pipeline.reporting.comparison_page import (
     DISTORTION_PAIR,
     ablation_labels,
     distorted,

@@ -6,8 +6,8 @@ import statistics
 from pathlib import Path
 from typing import Any
 
-from mnist_pipeline.files import atomic_path
 from mnist_pipeline.reporting.markdown import md_escape, table
+from mnist_pipeline.reporting.plots import save
 
 
 def leaderboard_rows(results: list[dict[str, Any]]) -> list[list[object]]:
@@ -30,7 +30,8 @@ def seconds(value: float | None) -> str:
     return f"{value:.0f} s" if isinstance(value, (int, float)) else "restored, not trained"
 
 
-def leaderboard_png(path: Path, results: list[dict[str, Any]]) -> None:
+def sweep_png(path: Path, results: list[dict[str, Any]]) -> None:
+    """The sweep's accuracy bars, best at the top, with the top-1 claims beside them."""
     import matplotlib
 
     matplotlib.use("Agg")
@@ -51,9 +52,7 @@ def leaderboard_png(path: Path, results: list[dict[str, Any]]) -> None:
     axis.set_xlabel("test accuracy (top-1)")
     axis.legend(loc="lower right")
     axis.grid(axis="x", alpha=0.3)
-    with atomic_path(path) as tmp:
-        fig.savefig(tmp, format="png", bbox_inches="tight")
-    plt.close(fig)
+    save(plt, fig, path)  # as every picture: atomic, and no matplotlib version in the file
 
 
 def main_effects(results: list[dict[str, Any]]) -> list[str]:

@@ -6,6 +6,7 @@ from pathlib import Path
 
 import numpy as np
 
+from mnist_pipeline.catalogue import TOP1
 from mnist_pipeline.files import atomic_path
 
 
@@ -22,9 +23,6 @@ def save(plt, fig, path: Path) -> None:
     with atomic_path(path) as tmp:
         fig.savefig(tmp, format="png", bbox_inches="tight", metadata={"Software": None})
     plt.close(fig)
-
-
-TOP1 = "top1"  # history key of the top-1 accuracy train compiles beside a metric that is not top-1 (models.TOP1)
 
 
 def top1_key(metric: str) -> str:

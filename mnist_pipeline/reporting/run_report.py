@@ -12,6 +12,7 @@ from typing import Any
 
 import numpy as np
 
+from mnist_pipeline.config import DATASET_NAMES
 from mnist_pipeline.distortions import in_order, metric_name
 from mnist_pipeline.reporting.markdown import md_escape, table
 from mnist_pipeline.reporting.plots import confusion_png, curves_png, image_grid_png
@@ -78,7 +79,7 @@ def training_section(ctx: dict[str, Any]) -> list[str]:
         ["stopped by", trained["stopped_by"]], ["evaluated weights", evaluated_weights(trained)],
         ["seed", trained["train_params"]["seed"]],
     ]
-    curves = [f"![learning curves]({PLOTS['curves']})", ""] if ctx.get("curves") else []
+    curves = [f"![learning curves]({PLOTS['curves']})", ""] if has_curves(trained) else []
     return ["## Training", "", table(["setting", "value"], rows), "", *curves]
 
 
@@ -132,7 +133,7 @@ def claims_section(ctx: dict[str, Any]) -> list[str]:
     rows = [["the tutorial claimed", spec["claimed"]],
             ["in the metric", verdict.metric + (" (scores each of the 10 outputs as a yes/no)"
                                                 if verdict.metric == "binary_accuracy" else " (top-1)")],
-            ["on", {"mnist": "MNIST", "fashion_mnist": "Fashion-MNIST"}[spec.get("claim_dataset", "mnist")]],
+            ["on", DATASET_NAMES[spec.get("claim_dataset", "mnist")]],
             ["ours, same metric", f"{ours} (95% interval {low:.2%}-{high:.2%})"],
             ["difference", difference], ["verdict", f"{verdict.verdict}: {verdict.reason}"]]
     note = ([f"The binary-accuracy interval counts the {ctx['evaluation']['intervals']['test']['total'] * 10:,} "
@@ -176,14 +177,18 @@ def render(ctx: dict[str, Any]) -> str:
     return "\n".join(line for section in sections for line in section(ctx))
 
 
+def has_curves(trained: dict[str, Any]) -> bool:
+    """Whether the run has learning curves to draw (a validation loss per epoch): `write_plots` draws them and
+    `render` shows them by this same test, in whichever order they are called."""
+    return bool(trained["history"].get("val_loss"))
+
+
 def write_plots(out_dir: Path, ctx: dict[str, Any], raw: dict[str, np.ndarray]) -> None:
     """The report's pictures: learning curves, confusion matrix, confident mistakes, sample inputs."""
     names = class_names(ctx["fetch"]["dataset"])
-    history = ctx["train"]["history"]
-    if history.get("val_loss"):
-        curves_png(out_dir / PLOTS["curves"], history, ctx["train"]["spec"]["metric"],
+    if has_curves(ctx["train"]):
+        curves_png(out_dir / PLOTS["curves"], ctx["train"]["history"], ctx["train"]["spec"]["metric"],
                    ctx["train"].get("restored_epoch"))
-        ctx["curves"] = True
     evaluation = ctx["evaluation"]
     confusion_png(out_dir / PLOTS["confusion"], np.array(evaluation["confusion"]), names)
     mistakes = evaluation["mistakes"]

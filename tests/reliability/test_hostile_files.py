@@ -1,4 +1,4 @@
-"""Hostile data files (issue 18): small files on disk that declare, or inflate to, far more than they hold.
+"""Hostile data files: small files on disk that declare, or inflate to, far more than they hold.
 
 Each file is made here, fed to the real stage (`python -m tasks.fetch` or `tasks.validate`) in a
 temporary project, and must be refused with one line `error: <stage>: ...` and exit 1, within

@@ -61,9 +61,12 @@ def test_epochs_per_dataset_follow_the_prepared_data(data_dir: Path, tmp_path: P
         folder = workspace(data_dir, tmp_path / name, {
             "train": {"model": "small", "epochs": epochs, "max_train_images": 500, "early_stopping_patience": 0},
             "models": {"small": entry}, "distortions": {"apply": []}})
-        run_all(folder, run_stage, ("train",))
+        result = run_stage("train", folder)
+        assert result.returncode == 0, result.stderr[-2000:]
         trained = json.loads((folder / "model/train.json").read_text())
         assert (trained["dataset"], trained["spec"]["epochs"], trained["epochs_run"]) == ("mnist", expected, expected)
+        said = [line for line in (result.stdout + result.stderr).splitlines() if line.startswith("Epoch ")]
+        assert said == [f"Epoch {n}/{expected}" for n in range(1, expected + 1)], said  # one epoch: "Epoch 1/1" too
 
 
 @pytest.mark.fault

@@ -115,7 +115,7 @@ def test_compare_refuses_unknown_models_and_malformed_set(tmp_path: Path):
 def test_a_failed_runs_reason_is_the_stages_error_or_dvcs_first_error_line():
     """`mnist compare` recorded the last line of DVC's error, its advice `you can manually remove
     '.dvc/tmp/rwlock'`, as a failure reason."""
-    from mnist_cli.compare import failure_reason
+    from mnist_pipeline.comparison import failure_reason
 
     dvc_lock = ["Reproducing experiment 'x'", "ERROR: Unable to acquire lock. Most likely another DVC process is "
                 "running or was terminated abruptly.", "you can manually remove '.dvc/tmp/rwlock'"]

@@ -1,4 +1,4 @@
-"""Reading real handwriting (issue 17): the catalogue's tutorial CNN (`cnn`) and its modern entry (`modern_cnn`),
+"""Reading real handwriting: the catalogue's tutorial CNN (`cnn`) and its modern entry (`modern_cnn`),
 trained as params.yaml declares them (seed 42) on the offline MNIST sample through the pipeline's own stages, then
 judged on the held-out test images under each distortion of the `distortions` section; what `mnist compare` records
 of the two runs and the catalogue's section on them. About 4-5 minutes on 2 cores (modern_cnn's 30 epochs most)."""
@@ -14,7 +14,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from mnist_cli.compare import collect
+from mnist_pipeline.comparison import collect
 from mnist_pipeline.config import read_params
 from mnist_pipeline.distortions import NAMES, split_name
 from mnist_pipeline.files import load_npz
@@ -22,8 +22,8 @@ from mnist_pipeline.layout import Layout
 from mnist_pipeline.lessons import Family
 from mnist_pipeline.metrics import class_ids
 from mnist_pipeline.paired import paired_difference
-from mnist_pipeline.reporting.catalogue import distortion_rows, distortion_section
 from mnist_pipeline.reporting.check import distortion_problems
+from mnist_pipeline.reporting.comparison_page import distortion_rows, distortion_section
 from tests.harness import stage_env, workspace, write_params
 
 MODELS = ("cnn", "modern_cnn")  # the tutorial CNN and the modern entry, both kind cnn: one prepared data set

@@ -11,7 +11,7 @@ from pathlib import Path
 import pytest
 import yaml
 
-from mnist_pipeline.orchestration import stage_names
+from mnist_pipeline.experiments import stage_names
 from tests.harness import ROOT, chromium, prefect, stage_env, versions
 
 TINY = ["-p", "model=mlp_500", "-p", "epochs=1", "-p", "max_train_images=500"]

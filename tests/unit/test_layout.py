@@ -3,7 +3,7 @@ committed dvc.lock describes the committed code, and the stages' and the CLI's h
 
 from __future__ import annotations
 
-import ast
+import difflib
 import json
 import re
 import subprocess
@@ -16,52 +16,38 @@ import yaml
 from mnist_pipeline.config import read_params
 from mnist_pipeline.errors import PipelineError
 from mnist_pipeline.layout import Layout, kept_problems
+from scripts.code_deps import code_closure, render
 from tests.harness import ROOT, stage_env
 
 DVC_YAML = yaml.safe_load((ROOT / "dvc.yaml").read_text())
 STAGES = list(DVC_YAML["stages"])
-OURS = ("mnist_pipeline", "tasks")
-
-
-def module_file(name: str) -> Path | None:
-    for candidate in (ROOT / (name.replace(".", "/") + ".py"), ROOT / name.replace(".", "/") / "__init__.py"):
-        if candidate.is_file():
-            return candidate
-    return None
-
-
-def imported(path: Path) -> set[str]:
-    """Every module of ours that `path` imports, at the top or inside a function (lazy imports count)."""
-    names = set()
-    for node in ast.walk(ast.parse(path.read_text())):
-        if isinstance(node, ast.Import):
-            names |= {alias.name for alias in node.names}
-        elif isinstance(node, ast.ImportFrom) and node.module and node.level == 0:
-            names |= {node.module} | {f"{node.module}.{alias.name}" for alias in node.names}
-    return {name for name in names if name.split(".")[0] in OURS}
-
-
-def code_closure(module: str) -> set[str]:
-    """The files of our code that running `module` can execute: its imports, theirs, and their packages."""
-    seen: set[Path] = set()
-    todo = [module]
-    while todo:
-        name = todo.pop()
-        path = module_file(name)
-        if path is None or path in seen:
-            continue
-        seen.add(path)
-        parts = name.split(".")
-        todo += [".".join(parts[:i]) for i in range(1, len(parts))]  # packages run their __init__
-        todo += sorted(imported(path))
-    return {str(path.relative_to(ROOT)) for path in seen}
 
 
 @pytest.mark.parametrize("stage", STAGES)
 def test_dvc_yaml_code_deps_are_exactly_what_the_stage_runs(stage: str):
-    """Editing shared code re-runs every stage that runs it, and nothing else."""
+    """Editing shared code re-runs every stage that runs it, and nothing else (scripts/code_deps.py writes them)."""
     declared = {d for d in DVC_YAML["stages"][stage]["deps"] if d.endswith(".py")}
-    assert declared == code_closure(f"tasks.{stage}"), stage
+    assert declared == code_closure(f"tasks.{stage}"), f"{stage}: run python scripts/code_deps.py"
+
+
+def test_code_deps_writer_leaves_dvc_yaml_as_it_is_and_adds_a_new_import(tmp_path: Path):
+    """What the writer would write is what dvc.yaml says; in a copy whose stage imports one module more, it adds
+    exactly that file to exactly that stage and touches no other line."""
+    text = (ROOT / "dvc.yaml").read_text()
+    assert render(text) == text, "run python scripts/code_deps.py"
+    for folder in ("tasks", "mnist_pipeline"):
+        for path in (ROOT / folder).rglob("*.py"):
+            target = tmp_path / path.relative_to(ROOT)
+            target.parent.mkdir(parents=True, exist_ok=True)
+            target.write_text(path.read_text())
+    fetch = tmp_path / "tasks/fetch.py"
+    fetch.write_text(fetch.read_text().replace("from tasks import log, run", "from tasks import log, run\n"
+                                               "from mnist_pipeline import paired  # noqa: F401"))
+    after = render(text, tmp_path).split("\n")
+    changed = [line for line in difflib.ndiff(text.split("\n"), after) if line[:1] in "+-"]
+    assert changed == ["+       - mnist_pipeline/paired.py"], changed
+    added = after.index("      - mnist_pipeline/paired.py", after.index("  fetch:"))
+    assert added < after.index("  validate:")  # in fetch's deps
 
 
 def test_no_path_or_file_name_literals_outside_the_layout():

@@ -8,15 +8,13 @@ import numpy as np
 import pytest
 
 from mnist_pipeline.catalogue import ModelSpec
+from mnist_pipeline.claims import Claim, Claims, load_claims
 from mnist_pipeline.config import read_params
 from mnist_pipeline.errors import PipelineError
 from mnist_pipeline.lessons import (
-    Claim,
-    Claims,
     Family,
     differences,
     judge_claim,
-    load_claims,
     pack,
     paired_verdict,
     qualified,
@@ -212,7 +210,7 @@ def test_every_configuration_sets_its_params_as_dvc_exp_run_applies_them(tmp_pat
     params.yaml: keys a catalogue entry leaves at their defaults (deep_relu's learning_rate) are set too."""
     from dvc.utils.hydra import apply_overrides
 
-    from mnist_cli.compare import set_params
+    from mnist_pipeline.comparison import set_params
 
     params = read_params(ROOT / "params.yaml")
     claims = load_claims(ROOT / "claims.yaml", list(params["models"]))

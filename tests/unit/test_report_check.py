@@ -9,11 +9,11 @@ from pathlib import Path
 
 import pytest
 
+from mnist_pipeline.claims import load_claims
 from mnist_pipeline.config import read_params
 from mnist_pipeline.distortions import NAMES
-from mnist_pipeline.lessons import load_claims
-from mnist_pipeline.reporting.catalogue import ablation_distortion_section, ablation_labels, by_label, page_tests
 from mnist_pipeline.reporting.check import ablation_problems, check_reports
+from mnist_pipeline.reporting.comparison_page import ablation_distortion_section, ablation_labels, by_label, page_tests
 from tests.harness import ROOT
 
 UNDERFIT = 0.8  # params.yaml evaluate.underfit_train_below, which the verdicts use

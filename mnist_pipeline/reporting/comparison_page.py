@@ -14,11 +14,11 @@ from typing import Any
 
 import yaml
 
-from mnist_pipeline.claims import Run, Verdict, judge
+from mnist_pipeline import config
+from mnist_pipeline.claims import Claims, Run, Verdict, judge
 from mnist_pipeline.distortions import NAMES
 from mnist_pipeline.layout import REPORT_FILE as REPORT
 from mnist_pipeline.lessons import (
-    Claims,
     Family,
     judge_claim,
     ladder_rows,
@@ -32,7 +32,7 @@ from mnist_pipeline.paired import why_not
 from mnist_pipeline.reporting.markdown import md_escape, raw_table
 from mnist_pipeline.reporting.plots import figure, save
 
-DATASET_NAMES = {"mnist": "MNIST", "fashion_mnist": "Fashion-MNIST", "none": "no dataset"}
+DATASET_NAMES = {**config.DATASET_NAMES, "none": "no dataset"}  # a claim of "none": the tutorial named none
 DISTORTION_PAIR = ("cnn", "modern_cnn")  # our recipe of the CSDN tutorial's CNN and the modern entry, on distortions
 PAIRED = ("paired", "paired_gap")  # the claims that compare two configurations over the same seeds and images
 ZOOM_WITHIN = 0.1  # the leaderboard's second panel: configurations within this of the best mean accuracy
@@ -326,7 +326,7 @@ PHOTOS = {"mnist": "Photos of real handwriting are rarely as easy as MNIST",
 
 
 def distortion_section(family: Family, reference_seed: int, dataset: str = "mnist") -> list[str]:
-    """The tutorial CNN and the modern entry on the held-out test images distorted each way (issue 17), or why
+    """The tutorial CNN and the modern entry on the held-out test images distorted each way, or why
     this catalogue cannot say."""
     a, b, runs = *DISTORTION_PAIR, family.runs
     lines = ["## Distorted test images", "",
