@@ -98,3 +98,86 @@ def test_a_sweep_that_fails_after_its_shared_step_leaves_no_lock_file(prefect_en
                           capture_output=True, text=True, timeout=600)
     assert done.returncode != 0, done.stdout[-2000:] + done.stderr[-2000:]
     assert not list((served / ".dvc/tmp/sweeps").glob("nocluster-*.dvc.lock"))
+
+
+@pytest.mark.fault
+def test_a_sweep_on_a_real_dask_scheduler_survives_a_worker_killed_mid_child(prefect_env, served: Path,
+                                                                             tmp_path: Path):
+    """`mnist sweep --address` against `dask scheduler` and two `dask worker` processes started from the venv (not
+    a LocalCluster): one worker is SIGKILLed while its child trains. The sweep still ends (no hang): the killed
+    child is retried on the other worker or fails alone, every child that succeeded is registered, and their
+    metrics equal the same configurations run one after another (`--workers 0`)."""
+    import os
+    import signal
+    import time
+
+    from tests.harness import free_port, stage_env
+
+    port, bin_dir = free_port(), Path(sys.executable).parent
+    env = {**prefect_env, **{k: v for k, v in stage_env().items() if k.startswith("GIT_")},
+           "PYTHONPATH": str(served), "TMPDIR": str(tmp_path / "work")}  # the workers import this repository's flows
+    (tmp_path / "work").mkdir()
+    logs = [open(tmp_path / name, "w") for name in ("scheduler.log", "worker-a.log", "worker-b.log")]
+    scheduler = subprocess.Popen([str(bin_dir / "dask"), "scheduler", "--host", "127.0.0.1", "--port", str(port),
+                                  "--no-dashboard"], cwd=served, env=env, stdout=logs[0], stderr=subprocess.STDOUT,
+                                 start_new_session=True)
+    address = f"tcp://127.0.0.1:{port}"
+    workers = [subprocess.Popen([str(bin_dir / "dask"), "worker", address, "--nworkers", "1", "--nthreads", "1",
+                                 "--no-dashboard", "--name", name], cwd=served, env=env, stdout=log,
+                                stderr=subprocess.STDOUT, start_new_session=True)
+               for name, log in (("a", logs[1]), ("b", logs[2]))]
+    processes = [scheduler, *workers]
+    try:
+        cli = [sys.executable, "-m", "mnist_cli", "sweep", "--models", "deep_relu", "--grid", "learning_rate=0.001",
+               "--base", "lee_ce_relu", "--name", "addr", "--epochs", "1", "--max-train-images", "500",
+               "--address", address]
+        sweep = subprocess.Popen(cli, cwd=served, env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT,
+                                 text=True)
+        killed, deadline = None, time.monotonic() + 600
+        while killed is None and sweep.poll() is None and time.monotonic() < deadline:
+            for owner in (tmp_path / "work").glob("train-mnist-*/owner.json"):  # a child's worktree, and its pid
+                victim = worker_of(owner, workers)
+                if victim is not None:
+                    os.killpg(victim.pid, signal.SIGKILL)  # the nanny and its worker, mid-child
+                    killed = victim
+                    break
+            time.sleep(0.5)
+        output, _ = sweep.communicate(timeout=max(60, deadline - time.monotonic()))
+    finally:
+        for process in processes:
+            if process.poll() is None:
+                os.killpg(process.pid, signal.SIGTERM)
+        for process in processes:
+            process.wait(timeout=60)
+        for log in logs:
+            log.close()
+    assert killed is not None, "no child started on a worker"
+    assert "leaderboard:" in output, output[-3000:]  # it ended with its leaderboard, not a hang or a traceback
+    results = {r["label"]: r for r in sweep_json(served, "addr")["results"]}
+    assert sweep_json(served, "addr")["how"] == f"on the Dask scheduler at {address}"
+    assert set(results) == {"deep_relu", "lee_ce_relu--addr-lr0p001"}
+    good = [r for r in results.values() if "failed" not in r]
+    assert good, results  # the other worker's child at least
+    for result in results.values():
+        if "failed" in result:  # the killed one may fail alone, with its reason
+            assert result["failed"].strip(), result
+    for result in good:
+        model = result["version"].split("@")[0]
+        assert versions(served, model), model  # registered
+    one_by_one = subprocess.run([*cli[:-2], "--name", "addr-seq", "--workers", "0"], cwd=served, env=prefect_env,
+                                capture_output=True, text=True, timeout=900)
+    assert one_by_one.returncode == 0, one_by_one.stdout[-3000:] + one_by_one.stderr[-3000:]
+    sequential = {r["label"].replace("addr-seq", "addr"): r for r in sweep_json(served, "addr-seq")["results"]}
+    for result in good:
+        assert without_time(result["metrics"]) == without_time(sequential[result["label"]]["metrics"]), result
+
+
+def worker_of(owner: Path, workers: list[subprocess.Popen]) -> subprocess.Popen | None:
+    """The `dask worker` (its process group) whose process made the worktree `owner` describes, if it lives."""
+    import os
+
+    try:
+        group = os.getpgid(json.loads(owner.read_text())["pid"])
+    except (OSError, ValueError, KeyError):  # gone already, or owner.json half written
+        return None
+    return next((w for w in workers if w.pid == group and w.poll() is None), None)
