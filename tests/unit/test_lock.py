@@ -58,3 +58,18 @@ def test_a_pin_nothing_requires_is_caught(check_lock, tmp_path: Path) -> None:
     pyproject.write_text(text.replace('    "mlxtend",', ""))
     found = check_lock.problems(pyproject=pyproject)
     assert any(line.startswith("mlxtend==") and "nothing requires it" in line for line in found), found
+
+
+def pins(path: Path) -> dict[str, str]:
+    return {m[0].lower(): m[1] for m in re.findall(r"^([A-Za-z0-9._-]+)==(\S+)", path.read_text(), re.M)}
+
+
+def test_the_backends_lock_agrees_with_the_main_lock_and_is_hashed() -> None:
+    """requirements-backends.lock (JAX and PyTorch, scripts/setup-backends.sh) is installed on top of
+    requirements.lock: every distribution both name has one version, and every entry carries its hash."""
+    main, backends = pins(ROOT / "requirements.lock"), pins(ROOT / "requirements-backends.lock")
+    assert {"jax", "jaxlib", "torch"} <= set(backends)
+    assert {name: (main[name], version) for name, version in backends.items()
+            if name in main and main[name] != version} == {}
+    blocks = re.split(r"\n(?=[A-Za-z0-9])", (ROOT / "requirements-backends.lock").read_text())
+    assert all("--hash=sha256:" in block for block in blocks if re.match(r"[A-Za-z0-9._-]+==", block))
