@@ -266,6 +266,11 @@ def test_a_params_value_a_stage_would_refuse_is_refused_by_the_guard_in_one_line
     assert done.returncode != 0 and "Traceback" not in done.stdout, done.stdout
     assert len(errors) == 1 and errors[0].startswith("error: guard: bad params: ") and words in errors[0], errors
     assert hashes(repo) == before
+    # the guard's own record stays: DVC deletes an output before its stage runs unless it persists, and a
+    # refused guard left the committed guard/paths.json deleted in git
+    assert (repo / "guard" / "paths.json").is_file()
+    changed = subprocess.run(["git", "status", "--porcelain"], cwd=repo, capture_output=True, text=True).stdout
+    assert not [line for line in changed.splitlines() if line.startswith(" D")], changed
     subprocess.run(["git", "checkout", "-q", "main"], cwd=repo, capture_output=True)  # DVC leaves HEAD detached
 
 
