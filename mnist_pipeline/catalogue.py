@@ -19,8 +19,6 @@ Kind = Literal["dense", "cnn", "vgg16"]
 Loss = Literal["categorical_crossentropy", "sparse_categorical_crossentropy", "mse", "binary_crossentropy"]
 Arrangement = Literal["flat", "image", "rgb"]  # of a model's x: (N, 784) | (N, 28, 28, 1) | (N, S, S, 3) resized
 Labels = Literal["onehot", "sparse"]
-N_CLASSES = 10
-TOP1 = "top1"  # history key (and val_top1) of the top-1 metric train adds beside a tutorial metric that is not top-1
 
 
 class Augmentation(Section):

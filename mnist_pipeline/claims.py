@@ -18,10 +18,10 @@ from typing import Any, Literal
 import yaml
 from pydantic import BaseModel, ConfigDict, Field, model_validator
 
-from mnist_pipeline.catalogue import N_CLASSES
 from mnist_pipeline.config import DATASET_NAMES
 from mnist_pipeline.errors import PipelineError, first_line
 from mnist_pipeline.metrics import wilson_interval
+from mnist_pipeline.models import N_CLASSES
 from mnist_pipeline.paired import FALSE_DISCOVERY_RATE, MIN_EFFECT
 
 # the training images of a tutorial's own fit, by catalogue source (default: all 60,000 of MNIST's)

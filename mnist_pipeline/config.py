@@ -102,7 +102,9 @@ class TrainParams(Section):
     learning_rate: float | None = Field(default=None, gt=0)
     early_stopping_patience: int = Field(default=3, ge=0)  # on val_loss; 0 turns it off
     max_train_images: int | None = Field(default=None, ge=10)  # a seeded random subset, for quick runs
-    distribute: Literal["auto", "none"] = "auto"  # auto: MirroredStrategy when several GPUs are visible
+    distribute: Literal["auto", "none"] = "auto"  # auto: MirroredStrategy when several GPUs are visible (tensorflow)
+    backend: Literal["tensorflow", "jax", "torch"] = "tensorflow"  # Keras' engine (mnist_pipeline/backends.py)
+    precision: Literal["float32", "mixed_float16", "mixed_bfloat16"] = "float32"  # the fit's dtype policy
     predict_train_images: int | None = Field(default=10_000, ge=1)  # training images predicted after the fit
     predict_batch_size: int = Field(default=512, ge=1)  # batch of those predictions (not of training)
 

@@ -19,9 +19,10 @@ from typing import Any
 
 import numpy as np
 
-from mnist_pipeline.catalogue import N_CLASSES, ModelSpec
+from mnist_pipeline.catalogue import ModelSpec
 from mnist_pipeline.config import EvaluateParams
 from mnist_pipeline.distortions import split_name
+from mnist_pipeline.models import N_CLASSES
 
 Z95 = 1.959963984540054  # the normal quantile of a two-sided 95% interval
 IMPROVING_WINDOW = 3  # epochs: validation loss "still falling" is judged over the last this many epochs

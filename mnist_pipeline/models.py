@@ -6,10 +6,15 @@ tutorial's metric, and top-1 accuracy beside a metric that is not top-1) is one 
 
 from __future__ import annotations
 
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
-from mnist_pipeline.catalogue import N_CLASSES, TOP1, ModelSpec
 from mnist_pipeline.errors import PipelineError
+
+if TYPE_CHECKING:  # at run time any object with ModelSpec's fields builds (benchmarks/bench_gpu.py: no pydantic)
+    from mnist_pipeline.catalogue import ModelSpec
+
+N_CLASSES = 10
+TOP1 = "top1"  # history key (and val_top1) of the top-1 metric train adds beside a tutorial metric that is not top-1
 
 
 def learning_rate(spec: ModelSpec, steps_per_epoch: int | None) -> Any:
@@ -83,7 +88,7 @@ def dense_head(spec: ModelSpec) -> list[Any]:
         stack.append(layers.Dense(units, activation=spec.activation))
         if spec.dropout and (spec.dropout_layers is None or position in spec.dropout_layers):
             stack.append(layers.Dropout(spec.dropout))
-    return [*stack, layers.Dense(N_CLASSES, activation="softmax")]
+    return [*stack, layers.Dense(N_CLASSES, activation="softmax", dtype="float32")]  # float32 under mixed precision
 
 
 def build_dense(spec: ModelSpec, input_shape: tuple[int, ...]) -> Any:

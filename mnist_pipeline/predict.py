@@ -144,12 +144,14 @@ def vgg16_features(images: np.ndarray, params: dict[str, Any]) -> np.ndarray:
 
 
 def load_model(path: Path) -> Any:
-    """A registered model, loaded with Keras' safe mode: a model carrying code (a Lambda layer) is refused."""
+    """A registered model, loaded with Keras' safe mode: a model carrying code (a Lambda layer) is refused.
+    Loaded without its training state (`compile=False`): predicting needs no optimizer, and the one a backend saved
+    may load on no other (Keras' PyTorch backend saves its own Adam class), so a model from any backend loads."""
     import_tensorflow()
     import keras
 
     try:
-        return keras.saving.load_model(path, safe_mode=True)
+        return keras.saving.load_model(path, safe_mode=True, compile=False)
     except Exception as exc:  # Keras raises ValueError for unsafe code, others for a corrupt file
         raise PipelineError(f"{path}: refused to load the model ({first_line(exc, 200)})") from None
 

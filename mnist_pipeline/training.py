@@ -1,6 +1,6 @@
 """Fitting a catalogue model: seeded, deterministic, with the tutorials' callbacks, resumable.
 
-Import after `mnist_pipeline.import_tensorflow()`: this module imports Keras.
+Import after `mnist_pipeline.backends.select()`: this module imports Keras.
 Callbacks: early stopping on validation loss (best weights restored), the tutorial's
 threshold stop (`stop_at_loss`), Keras' BackupAndRestore so a run killed mid-training resumes
 from its last completed epoch, an epoch log beside that backup so a resumed run's history is
@@ -25,9 +25,10 @@ import keras
 import numpy as np
 from filelock import FileLock, Timeout
 
-from mnist_pipeline.catalogue import N_CLASSES, ModelSpec
+from mnist_pipeline import backends
+from mnist_pipeline.catalogue import ModelSpec
 from mnist_pipeline.files import atomic_path
-from mnist_pipeline.models import build_model
+from mnist_pipeline.models import N_CLASSES, build_model
 
 
 class StopAtLoss(keras.callbacks.Callback):
@@ -190,8 +191,14 @@ def usable_checkpoint(folder: Path) -> bool:
 
 def choose_strategy(devices: list[str] | None = None, distribute: str = "auto") -> tuple[Any, str]:
     """MirroredStrategy over `devices` (default: the visible GPUs) when there are several and
-    `distribute` is auto; otherwise TensorFlow's default single-device strategy. Returns it and a
-    one-line description."""
+    `distribute` is auto; otherwise the default single-device strategy. Returns it and a one-line
+    description. Only the TensorFlow backend mirrors: JAX and PyTorch train on their first device."""
+    if keras.backend.backend() != "tensorflow":
+        visible = backends.gpus() if devices is None else devices
+        kind = "GPU" if visible else "CPU"
+        unused = (f", {len(visible)} visible: only the tensorflow backend trains on several"
+                  if len(visible) > 1 else "")
+        return backends.OneDevice(), f"default (1 device: {kind}{unused})"
     import tensorflow as tf
 
     if devices is None:

@@ -2,7 +2,8 @@
 # The optional Keras backends, JAX and PyTorch (CPU builds), in their own virtual environment .venv-backends:
 # requirements.lock exactly, as scripts/setup.sh installs it, then requirements-backends.lock (its pins agree with
 # the main lock), then this project (editable, --no-deps). The main .venv stays exactly requirements.lock.
-# For benchmarks/bench_backends.py and the GPU notes (docs/gpu.md); safe to run again.
+# For `dvc exp run -S train.backend=jax|torch`, the tests on those backends (scripts/test.sh runs this),
+# benchmarks/bench_backends.py and the GPU notes (docs/gpu.md); safe to run again.
 #   bash scripts/setup-backends.sh && .venv-backends/bin/python -m benchmarks.bench_backends
 set -euo pipefail
 ROOT="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"

@@ -71,15 +71,20 @@ def parse_arguments(name: str, doc: str | None) -> None:
 
 
 def out_of_memory(exc: BaseException) -> bool:
-    """Whether `exc` is TensorFlow's ResourceExhaustedError (told by name: this module never imports TensorFlow)."""
-    return any(cls.__name__ == "ResourceExhaustedError" for cls in type(exc).__mro__)
+    """Whether `exc` is a backend's out-of-memory error, told by name (this module imports no backend):
+    TensorFlow's ResourceExhaustedError, PyTorch's OutOfMemoryError, JAX's runtime error saying RESOURCE_EXHAUSTED."""
+    names = {cls.__name__ for cls in type(exc).__mro__}
+    if names & {"ResourceExhaustedError", "OutOfMemoryError"}:
+        return True
+    return bool(names & {"XlaRuntimeError", "JaxRuntimeError"}) and "RESOURCE_EXHAUSTED" in str(exc)
 
 
 def run(name: str, main: Main, doc: str | None, tensorflow: bool = False) -> NoReturn:
     """Run stage `name`: read params.yaml, call `main`, turn expected failures into one line and exit 1.
 
-    `tensorflow`: the stage loaded TensorFlow, so it ends without the interpreter's shutdown (tearing
-    TensorFlow down takes about a second, after everything the stage writes is written and closed).
+    `tensorflow`: the stage loaded Keras' engine (TensorFlow; train's may be JAX or PyTorch), so it ends without
+    the interpreter's shutdown (tearing TensorFlow down takes about a second, after everything the stage writes is
+    written and closed).
     """
     parse_arguments(name, doc)
     started = time.perf_counter()
@@ -106,7 +111,7 @@ def run(name: str, main: Main, doc: str | None, tensorflow: bool = False) -> NoR
     except Exception as exc:
         if not out_of_memory(exc):
             raise
-        # TensorFlow's own (ResourceExhaustedError: 59 lines): its first line names the tensor and its shape
+        # the backend's own (TensorFlow's ResourceExhaustedError: 59 lines): its first line names the tensor's shape
         first = re.sub(r"^\{\{[^}]*\}\}\s*", "", str(exc).strip().splitlines()[0] if str(exc).strip() else "")
         log(f"error: {name}: out of memory ({first[:300] or type(exc).__name__})")
         code = 1

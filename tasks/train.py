@@ -22,7 +22,7 @@ from typing import Any
 
 import numpy as np
 
-from mnist_pipeline import import_tensorflow
+from mnist_pipeline import backends
 from mnist_pipeline.catalogue import ModelSpec, model_input, model_spec
 from mnist_pipeline.config import DistortionsParams, TrainParams, parse_section
 from mnist_pipeline.distortions import describe, distort_prepared
@@ -86,7 +86,8 @@ def fit_model(spec: ModelSpec, data: dict[str, np.ndarray], settings: TrainParam
     log(f"train: {settings.model} on {len(data['x_train']):,} images (val {len(data['x_val']):,}), "
         f"{spec.epochs} epochs max, batch {spec.batch_size}, {spec.optimizer} lr {spec.learning_rate}{schedule}")
     strategy, described = training.choose_strategy(distribute=settings.distribute)
-    log(f"train: strategy: {described}")
+    precision = "" if settings.precision == "float32" else f", {settings.precision}"
+    log(f"train: backend {settings.backend} {backends.version(settings.backend)}{precision}, strategy: {described}")
     started = time.perf_counter()
     model, history = training.fit(spec, data, stack, settings.seed, strategy)
     return model, history, stack, time.perf_counter() - started
@@ -100,8 +101,8 @@ def main(params: dict[str, Any], layout: Layout) -> dict[str, float]:
     distortions = parse_section(params, "distortions", DistortionsParams)
     models = params.get("models", {})
     needs = model_input(models, settings.model).layout
-    import_tensorflow()
-    import tensorflow as tf
+    backends.select(settings.backend)  # before Keras is imported: the engine, deterministic
+    import keras
 
     from mnist_pipeline import training
 
@@ -109,7 +110,7 @@ def main(params: dict[str, Any], layout: Layout) -> dict[str, float]:
     # the entry as it trains on this data (per-dataset epochs resolved), then the run's own overrides
     spec = training.effective_spec(model_spec(models, settings.model).on(prepared["dataset"]), {
         "epochs": settings.epochs, "batch_size": settings.batch_size, "learning_rate": settings.learning_rate})
-    tf.config.experimental.enable_op_determinism()
+    keras.config.set_dtype_policy(settings.precision)
     data = load_training_data(layout, spec, needs, settings)
     key = training.run_key([spec.model_dump(), settings.model_dump()], data)
     wanted = layout.checkpoint(settings.model, key)
@@ -141,6 +142,7 @@ def main(params: dict[str, Any], layout: Layout) -> dict[str, float]:
         "history": history, "epochs_run": len(history.get("loss", [])), "stopped_by": how,
         "restored_epoch": restored,  # the epoch whose weights were evaluated (None: the last)
         "parameters": int(model.count_params()), "run_key": key,
+        "backend": backends.describe(settings.precision),  # engine, versions, device, dtype policy
         "resumed_from_checkpoint": resuming, "layers": training.layer_table(model),
         "shapes": {k: list(v.shape) for k, v in data.items() if k.startswith(("x_", "y_"))},
         "dataset": prepared.get("dataset"), "raw_sha256": prepared.get("raw_sha256"),

@@ -13,9 +13,10 @@ import math
 
 import numpy as np
 
-from mnist_pipeline.catalogue import N_CLASSES, ModelInput
+from mnist_pipeline.catalogue import ModelInput
 from mnist_pipeline.config import PrepareParams
 from mnist_pipeline.errors import PipelineError
+from mnist_pipeline.models import N_CLASSES
 
 
 def normalize(images: np.ndarray) -> np.ndarray:

@@ -16,10 +16,10 @@ import pandas as pd
 import pandera.pandas as pa
 from pandera.errors import SchemaErrors
 
-from mnist_pipeline.catalogue import N_CLASSES
 from mnist_pipeline.config import ValidateParams
 from mnist_pipeline.errors import PipelineError
 from mnist_pipeline.files import ArrayHeader
+from mnist_pipeline.models import N_CLASSES
 
 SPLITS = ("train", "test")
 IMAGE_SHAPE = "28x28"

@@ -6,8 +6,8 @@ from pathlib import Path
 
 import numpy as np
 
-from mnist_pipeline.catalogue import TOP1
 from mnist_pipeline.files import atomic_path
+from mnist_pipeline.models import TOP1
 
 
 def figure(width: float, height: float):

@@ -77,10 +77,19 @@ def training_section(ctx: dict[str, Any]) -> list[str]:
         ["loss", spec["loss"]], ["metric Keras reported", spec["metric"]],
         ["batch size", spec["batch_size"]], ["epochs", f"{trained['epochs_run']} of {spec['epochs']} max"],
         ["stopped by", trained["stopped_by"]], ["evaluated weights", evaluated_weights(trained)],
-        ["seed", trained["train_params"]["seed"]],
+        ["seed", trained["train_params"]["seed"]], *engine_rows(trained),
     ]
     curves = [f"![learning curves]({PLOTS['curves']})", ""] if has_curves(trained) else []
     return ["## Training", "", table(["setting", "value"], rows), "", *curves]
+
+
+def engine_rows(trained: dict[str, Any]) -> list[list[str]]:
+    """The backend and device that trained the model (records made before train recorded them have none)."""
+    engine = trained.get("backend")
+    if not engine:
+        return []
+    return [["backend", f"{engine['name']} {engine['version']} (Keras {engine['keras']}), {engine['precision']}"],
+            ["device", engine["device"]]]
 
 
 def evaluated_weights(trained: dict[str, Any]) -> str:

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import importlib.util
 import json
 import os
 import re
@@ -9,10 +10,12 @@ import signal
 import subprocess
 import sys
 import time
+import zipfile
 from pathlib import Path
 
 import pytest
 
+from mnist_pipeline.files import load_npz
 from tests.harness import ROOT, stage_env, workspace
 
 QUICK = {"train": {"model": "mlp_500", "epochs": 2, "max_train_images": 1000}}
@@ -152,3 +155,30 @@ def _models() -> dict:
     import yaml
 
     return yaml.safe_load((ROOT / "params.yaml").read_text())["models"]
+
+
+def test_mixed_precision_trains_and_a_backend_not_installed_is_one_line(data_dir: Path, tmp_path: Path, run_stage):
+    """train.precision sets the fit's dtype policy (the output layer stays float32, so probabilities sum to 1);
+    a train.backend whose package this venv lacks is refused in one line, before any data is read."""
+    folder = workspace(data_dir, tmp_path, {"train": {**QUICK["train"], "epochs": 1, "precision": "mixed_bfloat16"}})
+    run_all(folder, run_stage, ("train",))
+    record = json.loads((folder / "model/train.json").read_text())
+    assert record["backend"]["name"] == "tensorflow" and record["backend"]["precision"] == "mixed_bfloat16"
+    assert record["backend"]["device"] == "CPU" and record["history"]["loss"][0] > 0
+    config = json.loads(zipfile.ZipFile(folder / "model/model.keras").read("config.json"))
+    policies = [layer["config"]["dtype"]["config"]["name"] for layer in config["config"]["layers"]
+                if layer["class_name"] != "InputLayer"]
+    assert policies[-1] == "float32" and set(policies[:-1]) == {"mixed_bfloat16"}, policies
+    test = load_npz(folder / "model/predictions.npz", ("test",))["test"]
+    assert abs(test.sum(axis=1) - 1).max() < 1e-3
+
+    missing = next((name for name in ("jax", "torch") if importlib.util.find_spec(name) is None), None)
+    if missing is None:
+        pytest.skip("this venv has every backend")
+    (folder / "params.yaml").write_text((folder / "params.yaml").read_text().replace(
+        "backend: tensorflow", f"backend: {missing}"))
+    refused = run_stage("train", folder)
+    assert refused.returncode == 1
+    assert refused.stderr.strip().splitlines()[-1].startswith(
+        f"error: train: train.backend {missing}: {missing} is not installed in "), refused.stderr[-2000:]
+    assert "Traceback" not in refused.stderr

@@ -1,0 +1,79 @@
+"""The pipeline on each Keras backend: `dvc exp run -S train.backend=...` in a real git repository, with the venv
+that has JAX and PyTorch (scripts/setup-backends.sh; scripts/test.sh makes it before the suite runs)."""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+from pathlib import Path
+
+import numpy as np
+import pytest
+import yaml
+
+from mnist_pipeline.files import load_npz
+from tests.harness import ROOT, make_repo, stage_env
+
+BACKENDS_VENV = ROOT / ".venv-backends"
+pytestmark = [pytest.mark.e2e, pytest.mark.skipif(
+    not (BACKENDS_VENV / "bin" / "python").is_file(),
+    reason="no .venv-backends: bash scripts/setup-backends.sh makes it (scripts/test.sh does, before the suite)")]
+
+
+def backends_env() -> dict[str, str]:
+    """As a user of .venv-backends runs dvc: its bin first on PATH (its dvc, and its python for every stage)."""
+    env = stage_env()
+    env["PATH"] = f"{BACKENDS_VENV / 'bin'}{os.pathsep}{env['PATH']}"
+    env["VIRTUAL_ENV"] = str(BACKENDS_VENV)
+    env.pop("KERAS_BACKEND", None)
+    return env
+
+
+def dvc(repo: Path, *args: str, env: dict[str, str] | None = None) -> subprocess.CompletedProcess:
+    return subprocess.run(["dvc", *args], cwd=repo, env=env or backends_env(), stdout=subprocess.PIPE,
+                          stderr=subprocess.STDOUT, text=True, timeout=900)
+
+
+def test_each_backend_trains_through_dvc_exp_run_and_a_rerun_writes_the_same_files(tmp_path: Path):
+    repo = make_repo(tmp_path / "repo")
+    params = yaml.safe_load((repo / "params.yaml").read_text())
+    params["train"].update(epochs=1, max_train_images=1500, predict_train_images=500)  # the tutorial CNN, short
+    (repo / "params.yaml").write_text(yaml.safe_dump(params, sort_keys=False))
+    subprocess.run(["git", "commit", "-qam", "short CNN"], cwd=repo, env=stage_env(), check=True)
+
+    accuracies = {}
+    for backend in ("jax", "torch"):
+        ran = dvc(repo, "exp", "run", "-n", f"on-{backend}", "-S", f"train.backend={backend}")
+        assert ran.returncode == 0, ran.stdout[-3000:]
+        assert f"train: backend {backend} " in ran.stdout, ran.stdout[-3000:]
+        record = json.loads((repo / "model/train.json").read_text())
+        assert record["backend"]["name"] == backend and record["backend"]["device"] == "CPU", record["backend"]
+        assert record["backend"]["precision"] == "float32" and record["epochs_run"] == 1
+        report = (repo / "report/report.md").read_text()
+        assert f"| backend | {backend} {record['backend']['version']} (Keras " in report
+        accuracies[backend] = json.loads((repo / "evaluation/metrics.json").read_text())["accuracy"]
+        assert accuracies[backend] > 0.5, accuracies  # one epoch of the CNN on 1,500 real digits learns
+
+        # the same seed on the same backend: training again from scratch writes the same model, predictions and
+        # metrics (dvc.lock holds every output's hash)
+        lock = (repo / "dvc.lock").read_text()
+        again = dvc(repo, "repro", "--force", "--downstream", "train")
+        assert again.returncode == 0 and "Running stage 'train'" in again.stdout, again.stdout[-3000:]
+        assert (repo / "dvc.lock").read_text() == lock, backend
+
+        # a model trained on this backend loads and predicts with TensorFlow (the main venv's `mnist predict`),
+        # giving the labels the backend itself predicted
+        x_test = load_npz(repo / "data/prepared/prepared.npz", ("x_test",))["x_test"][:200]
+        np.savez(repo / "test200.npz", x=(x_test.reshape(-1, 28, 28) * 255).round().astype(np.uint8))
+        shown = subprocess.run(["mnist", "predict", "model/model.keras", "test200.npz", "--json"], cwd=repo,
+                               env=stage_env(), capture_output=True, text=True, timeout=300)
+        assert shown.returncode == 0, shown.stderr[-2000:]
+        labels = [row["label"] for row in json.loads(shown.stdout)["predictions"]]
+        theirs = load_npz(repo / "model/predictions.npz", ("test",))["test"][:200].argmax(axis=1)
+        assert np.mean(np.array(labels) == theirs) >= 0.98, backend  # re-scaled 8-bit pixels: a rare tie may flip
+
+    table = dvc(repo, "exp", "show", "--no-pager", "--csv")
+    assert table.returncode == 0, table.stdout
+    rows = {line.split(",")[0]: line for line in table.stdout.splitlines()}
+    assert {"on-jax", "on-torch"} <= set(rows), table.stdout
