@@ -36,7 +36,7 @@ import yaml
 
 from mnist_pipeline.claims import load_claims
 from mnist_pipeline.errors import PipelineError
-from mnist_pipeline.layout import CLAIMS_FILE, PARAMS_FILE
+from mnist_pipeline.project_files import CLAIMS_FILE, PARAMS_FILE
 from tests.harness import make_repo, stage_env
 
 # the configuration that answers each dataset's goal (a catalogue entry or a claims.yaml variant)

@@ -35,7 +35,7 @@ ROOT = Path(__file__).resolve().parents[1]
 import psutil  # noqa: E402
 import yaml  # noqa: E402
 
-from mnist_pipeline.layout import Layout  # noqa: E402
+from mnist_pipeline.project_files import ProjectFiles  # noqa: E402
 from tests.harness import free_port, make_repo, stage_env  # noqa: E402
 
 
@@ -105,8 +105,8 @@ def run_sweep(repo: Path, env: dict[str, str], name: str, workers: int, args: ar
     own = (children.ru_utime + children.ru_stime) - (children_before.ru_utime + children_before.ru_stime)
     if done.returncode != 0:
         raise SystemExit(f"sweep {name} failed:\n{done.stdout[-2000:]}\n{done.stderr[-2000:]}")
-    layout = Layout.from_params(yaml.safe_load((repo / "params.yaml").read_text()), repo)
-    summary = json.loads((layout.sweep_dir("mnist", name) / "sweep.json").read_text())
+    files = ProjectFiles.from_params(yaml.safe_load((repo / "params.yaml").read_text()), repo)
+    summary = json.loads((files.sweep_dir("mnist", name) / "sweep.json").read_text())
     summary["wall"], summary["cpu"], summary["server_cpu"] = wall, own, cpu_seconds(server) - server_before
     return summary
 

@@ -38,7 +38,7 @@ from pathlib import Path
 import yaml
 
 from mnist_pipeline.catalogue import ModelSpec, model_spec
-from mnist_pipeline.layout import Layout
+from mnist_pipeline.project_files import ProjectFiles
 
 ROOT = Path(__file__).resolve().parents[1]
 GOALS = {"cnn": 0.92, "mlp_512_rmsprop": 0.88}
@@ -114,13 +114,13 @@ def pipeline(label: str, model: str, overrides: dict) -> tuple[float, float, flo
         started = time.perf_counter()
         subprocess.run(["dvc", "repro"], cwd=repo, env=stage_env(), check=True, capture_output=True)
         seconds = time.perf_counter() - started
-        layout = Layout.from_params(params, repo)
-        stages = {f.stem: json.loads(f.read_text())["seconds"] for f in sorted(layout.folder("timings").glob("*.json"))}
+        files = ProjectFiles.from_params(params, repo)
+        stages = {f.stem: json.loads(f.read_text())["seconds"] for f in sorted(files.folder("timings").glob("*.json"))}
         print(f"  {label} dvc repro {seconds:.0f} s; inside the stages: "
               + ", ".join(f"{name} {s:.1f}" for name, s in stages.items() if s >= 0.1)
               + f"; the rest (process starts, imports, DVC) {seconds - sum(stages.values()):.1f}", flush=True)
-        fit_seconds = json.loads(layout.train_record.read_text())["seconds"]
-        return seconds, json.loads(layout.metrics.read_text())["accuracy"], fit_seconds
+        fit_seconds = json.loads(files.train_record.read_text())["seconds"]
+        return seconds, json.loads(files.metrics.read_text())["accuracy"], fit_seconds
 
 
 def main() -> None:

@@ -33,8 +33,8 @@ from flows.train_mnist import ROOT, run_stages, train_child
 from mnist_pipeline.config import read_params
 from mnist_pipeline.errors import PipelineError
 from mnist_pipeline.files import atomic_path, write_json
-from mnist_pipeline.layout import Layout
 from mnist_pipeline.prefect_api import slug
+from mnist_pipeline.project_files import ProjectFiles
 from mnist_pipeline.reporting.leaderboard import render_sweep, sweep_png
 from mnist_pipeline.run_params import apply_overrides, committed_params, write_params
 from mnist_pipeline.sweeps import LEE_GRID, check_sweep, configurations
@@ -175,7 +175,7 @@ def sweep(dataset: str = "mnist", models: list[str] | None = None, grid: dict[st
     finally:
         lock_path.unlink(missing_ok=True)  # also when a child or the preprocessing failed
     seconds = time.perf_counter() - started
-    target = Layout.from_params(params, ROOT).sweep_dir(dataset, name)
+    target = ProjectFiles.from_params(params, ROOT).sweep_dir(dataset, name)
     text = write_leaderboard(target, {"name": name, "dataset": dataset, "how": how, "seconds": round(seconds, 2),
                                       "common": common, "shared_ran": shared_ran, "results": results})
     create_markdown_artifact(key=slug(f"{dataset}-sweep-{name}"), markdown=text, description=f"sweep {name}")

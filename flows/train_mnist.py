@@ -32,9 +32,9 @@ from mnist_pipeline.config import RegistryParams, parse_section, read_params
 from mnist_pipeline.errors import PipelineError
 from mnist_pipeline.experiments import run_lineage, save_experiment, stage_names
 from mnist_pipeline.files import write_json
-from mnist_pipeline.layout import Layout
 from mnist_pipeline.paired import pack
 from mnist_pipeline.prefect_api import slug
+from mnist_pipeline.project_files import ProjectFiles
 from mnist_pipeline.reporting.markdown import narrow_tables
 from mnist_pipeline.run_params import OVERRIDES, apply_overrides, check_run, committed_params, write_params
 from mnist_pipeline.worktrees import workspace
@@ -48,13 +48,18 @@ CHILD_TARGETS = ("report",)
 
 def thread_env(threads: int | None) -> dict[str, str]:
     """Environment that holds a run's stages to `threads` threads: TensorFlow's intra- and inter-op pools
-    (oneDNN's kernels run in them) and the OpenMP/BLAS pools numpy may use. None: nothing set, so
-    TensorFlow takes every core. Training is deterministic (op determinism on) and gives the same metrics
+    (oneDNN's kernels run in them), the OpenMP/BLAS pools numpy and PyTorch use, and for one thread JAX's XLA
+    CPU pool (XLA has no flag for another count: with more, JAX takes every core). None: nothing set, so
+    each engine takes every core. Training is deterministic (op determinism on) and gives the same metrics
     with 1 or 2 threads on this machine's dense and convolutional models (docs/benchmarks.md)."""
     if threads is None:
         return {}
-    return {name: str(threads) for name in ("TF_NUM_INTRAOP_THREADS", "TF_NUM_INTEROP_THREADS", "OMP_NUM_THREADS",
-                                            "OPENBLAS_NUM_THREADS", "MKL_NUM_THREADS")}
+    env = {name: str(threads) for name in ("TF_NUM_INTRAOP_THREADS", "TF_NUM_INTEROP_THREADS", "OMP_NUM_THREADS",
+                                           "OPENBLAS_NUM_THREADS", "MKL_NUM_THREADS")}
+    if threads == 1:
+        env["XLA_FLAGS"] = " ".join(filter(None, (os.environ.get("XLA_FLAGS"), "--xla_cpu_multi_thread_eigen=false",
+                                                  "intra_op_parallelism_threads=1")))
+    return env
 
 
 # where `dvc repro` starts a stage: it runs it, finds it up to date, or restores it from the run-cache (DVC's own
@@ -167,48 +172,48 @@ def register_model(folder: str, root: str, started_at: str) -> dict[str, Any]:
     version's report is <registry>/<model>/<version>/report/report.md, never overwritten."""
     work, project = Path(folder), Path(root)
     params = read_params(work / "params.yaml")
-    layout, settings = Layout.from_params(params, work), parse_section(params, "registry", RegistryParams)
-    trained = json.loads(layout.train_record.read_text())
+    files, settings = ProjectFiles.from_params(params, work), parse_section(params, "registry", RegistryParams)
+    trained = json.loads(files.train_record.read_text())
     model = trained["model"]
-    timing = layout.timing("train")  # absent when DVC's run-cache restored the model instead of training it
+    timing = files.timing("train")  # absent when DVC's run-cache restored the model instead of training it
     fit = json.loads(timing.read_text()).get("fit_seconds") if timing.is_file() else None
     lineage = run_lineage(work, project)
-    evaluation = json.loads(layout.evaluation_record.read_text())
-    rows = np.loadtxt(layout.confusion_csv, delimiter=",", skiprows=1, dtype=np.int64, ndmin=2)
+    evaluation = json.loads(files.evaluation_record.read_text())
+    rows = np.loadtxt(files.confusion_csv, delimiter=",", skiprows=1, dtype=np.int64, ndmin=2)
     record = {"metrics": {**evaluation["metrics"], "train_seconds": fit},
               # what the gate's paired test needs: each test image right or wrong, and which images they were
               "test_correct": pack(rows[:, 0] == rows[:, 1]),
               "test_set": {"raw_sha256": trained["raw_sha256"], "images": len(rows)},
               # the same data, params and code give the same stage hashes: an identical run registers nothing
               "fingerprint": hashlib.sha256(json.dumps(lineage["dvc_lock"], sort_keys=True).encode()).hexdigest(),
-              "evaluation_summary": evaluation_summary(layout, trained, evaluation),  # what the model card shows
+              "evaluation_summary": evaluation_summary(files, trained, evaluation),  # what the model card shows
               "params": {k: params[k] for k in ("data", "fetch", "prepare", "resize", "features", "train")},
               "model_spec": trained["spec"], "resumed_from_checkpoint": trained["resumed_from_checkpoint"],
               "flow_run_id": str(flow_run.get_id()), "run_started_at": started_at, **lineage}
 
     def as_experiment(number: str, blessed: bool) -> dict[str, Any]:
         """Save the run as the DVC experiment `<model>-vN`, its registry version among its metrics."""
-        write_json(layout.registration, {"registry_version": f"{model}@{number}", "blessed": int(blessed)})
-        save_experiment(work, f"{model}-{number}", [layout.registration])
+        write_json(files.registration, {"registry_version": f"{model}@{number}", "blessed": int(blessed)})
+        save_experiment(work, f"{model}-{number}", [files.registration])
         return {"experiment": f"{model}-{number}"}
 
-    version = registry.register(project / settings.dir, model, layout.model_file, record,
+    version = registry.register(project / settings.dir, model, files.model_file, record,
                                 registry.Gate(settings.min_accuracy, settings.tolerance),
-                                attachments={"report": layout.report_dir}, on_number=as_experiment)
-    report = project / settings.dir / model / version["version"] / "report" / layout.report.name
+                                attachments={"report": files.report_dir}, on_number=as_experiment)
+    report = project / settings.dir / model / version["version"] / "report" / files.report.name
     return {**version, "report": str(report), "spec": trained["spec"],
             "ci95": evaluation["intervals"]["test"]["ci95"],
             "epochs_run": trained["epochs_run"], "stopped_by": trained["stopped_by"],
             "diagnosis": evaluation["diagnosis"], "audit": evaluation["audit"]}
 
 
-def evaluation_summary(layout: Layout, trained: dict[str, Any], evaluation: dict[str, Any]) -> dict[str, Any]:
+def evaluation_summary(files: ProjectFiles, trained: dict[str, Any], evaluation: dict[str, Any]) -> dict[str, Any]:
     """What a version's model card shows beyond the record's metrics: the interval, per-class figures, the
     distorted test sets, the recipe as it ran, the diagnosis and the tutorial claim's verdict."""
     from mnist_pipeline.claims import Run, judge
 
-    fetched = json.loads(layout.fetch_record.read_text())
-    features = json.loads(layout.features_record.read_text())
+    fetched = json.loads(files.fetch_record.read_text())
+    features = json.loads(files.features_record.read_text())
     test = evaluation["intervals"]["test"]
     verdict = judge(trained["spec"], Run.from_records(fetched, trained, features, evaluation))
     return {"ci95": test["ci95"], "test_images": test["total"], "per_class": evaluation["per_class"],
@@ -235,12 +240,12 @@ def inline_images(report: Path) -> str:
     return re.sub(r"!\[([^\]]*)\]\(([^)/:]+\.png)\)", inline, text)
 
 
-def times_section(layout: Layout, folder: Path, ran: list[str]) -> str:
+def times_section(files: ProjectFiles, folder: Path, ran: list[str]) -> str:
     """Markdown: every stage's seconds in this run, or why it has none (the run report holds no times, so that
     identical work writes an identical report)."""
     rows = []
     for stage in stage_names(folder):
-        path = layout.timing(stage)
+        path = files.timing(stage)
         timing = json.loads(path.read_text()) if stage in ran and path.is_file() else None
         if timing is None:
             rows.append(f"| {stage} | not run: its inputs were unchanged, or DVC's run-cache restored its outputs |")
@@ -317,8 +322,8 @@ def run_pipeline(overrides: dict[str, Any], model_settings: dict[str, Any] | Non
               + (f", model settings {model_settings}" if model_settings else ""))
         ran = run_stages(str(folder), *targets, threads=threads)
         version = register_model(str(folder), str(ROOT), started_at)
-        layout = Layout.from_params(params, folder)
-        publish(version, dataset, model, inline_images(layout.report) + times_section(layout, folder, ran))
+        files = ProjectFiles.from_params(params, folder)
+        publish(version, dataset, model, inline_images(files.report) + times_section(files, folder, ran))
     verdict = "blessed, now champion" if version["blessed"] else "not blessed, the champion stays"
     low, high = version["ci95"]
     # the run's last log line, so `prefect deployment run ... --watch` ends with the result, not only the state

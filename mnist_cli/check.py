@@ -21,7 +21,7 @@ import typer
 from mnist_pipeline.claims import load_claims
 from mnist_pipeline.config import EvaluateParams, parse_section, read_params
 from mnist_pipeline.errors import PipelineError
-from mnist_pipeline.layout import CLAIMS_FILE, PARAMS_FILE, Layout
+from mnist_pipeline.project_files import CLAIMS_FILE, PARAMS_FILE, ProjectFiles
 from mnist_pipeline.reporting.check import check_reports, in_progress
 
 
@@ -33,7 +33,7 @@ def check(root: Path = typer.Option(None, help="the reports folder (default: par
     except PipelineError as error:
         typer.echo(f"error: {error}", err=True)
         raise typer.Exit(1) from None
-    folder = root or Layout.from_params(params).folder("reports")
+    folder = root or ProjectFiles.from_params(params).folder("reports")
     pages = [Path("README.md"), *sorted(Path("docs").glob("*.md"))]  # their marked result tables (blocks.py)
     problems = check_reports(folder, claims, parse_section(params, "evaluate", EvaluateParams).underfit_train_below,
                              [page for page in pages if page.is_file()])

@@ -24,7 +24,7 @@ import typer
 from mnist_pipeline import comparison
 from mnist_pipeline.config import read_params
 from mnist_pipeline.errors import PipelineError
-from mnist_pipeline.layout import PARAMS_FILE, Layout
+from mnist_pipeline.project_files import PARAMS_FILE, ProjectFiles
 
 
 def names(text: str) -> list[str]:
@@ -50,13 +50,13 @@ def compare(
         typer.echo(line, err=True)
 
     try:  # params.yaml refused in one line before any `dvc` reads it: too large, YAML aliases, not a mapping
-        layout = Layout.from_params(read_params(PARAMS_FILE))
+        files = ProjectFiles.from_params(read_params(PARAMS_FILE))
         if render:
-            comparison.render_again(layout, layout.catalogue_dir(dataset), say)
+            comparison.render_again(files, files.catalogue_dir(dataset), say)
             return
         request = comparison.Request(dataset=dataset, models=names(models), seeds=seeds, settings=list(set_),
                                      retry_failed=retry_failed, rerun=names(rerun))
-        results = comparison.compare(request, layout, say)
+        results = comparison.compare(request, files, say)
     except PipelineError as error:
         typer.echo(f"error: {error}", err=True)
         raise typer.Exit(1) from None

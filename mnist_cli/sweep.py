@@ -15,8 +15,8 @@ import typer
 
 from mnist_pipeline.config import read_params
 from mnist_pipeline.errors import PipelineError
-from mnist_pipeline.layout import PARAMS_FILE
 from mnist_pipeline.prefect_api import api_error
+from mnist_pipeline.project_files import PARAMS_FILE
 from mnist_pipeline.sweeps import GRID_KEYS, LEE_GRID, check_sweep, configurations, parse_grid
 
 

@@ -1,8 +1,8 @@
 """mnist_pipeline: the library under the pipeline's stages, flows and command line.
 
-data (sources, validation, preparation), images, catalogue and models, training, metrics,
-reporting, registry, layout (every file a stage reads or writes), lineage; for runs outside the workspace
-worktrees, run_params, experiments and prefect_api; comparison (`mnist compare`'s engine).
+data (sources, validation, preparation), images, catalogue and models, backends (Keras' engine), training,
+metrics, reporting, registry, project_files (every file a stage reads or writes), lineage; for runs outside the
+workspace worktrees, run_params, experiments and prefect_api; comparison (`mnist compare`'s engine).
 It never reads params.yaml or the command line: callers hand it what they parsed.
 """
 

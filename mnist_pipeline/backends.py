@@ -3,9 +3,9 @@
 Keras picks its backend once, at its first import, from KERAS_BACKEND. `select` sets it from `train.backend`
 before that import, so params.yaml (and so DVC) says which engine made a model, whatever the shell exported.
 Each backend is made deterministic its own way: TensorFlow's op determinism, PyTorch's deterministic algorithms
-(and cuBLAS' fixed workspace on a GPU; an op with no deterministic CUDA kernel warns); JAX on the CPU is
-deterministic as it is. A saved `.keras` file holds no backend: a model trained on any of them loads on any other
-without its optimizer (`mnist predict` uses TensorFlow and loads no optimizer).
+(and cuBLAS' fixed workspace on a GPU; an op with no deterministic CUDA kernel warns), XLA's deterministic GPU ops
+for JAX (on the CPU it is deterministic as it is). A saved `.keras` file holds no backend: a model trained on any
+of them loads on any other without its optimizer (`mnist predict` uses TensorFlow and loads no optimizer).
 """
 
 from __future__ import annotations
@@ -45,6 +45,8 @@ def select(name: str, setting: str = "train.backend") -> None:
         import tensorflow as tf
 
         tf.config.experimental.enable_op_determinism()
+    elif name == "jax" and "xla_gpu_deterministic_ops" not in os.environ.get("XLA_FLAGS", ""):
+        os.environ["XLA_FLAGS"] = f"{os.environ.get('XLA_FLAGS', '')} --xla_gpu_deterministic_ops=true".strip()
     elif name == "torch":
         os.environ.setdefault("CUBLAS_WORKSPACE_CONFIG", ":4096:8")  # deterministic cuBLAS needs it, before CUDA
         import torch

@@ -63,7 +63,9 @@ def render_card(record: dict[str, Any]) -> str:
                        f"({summary.get('stopped_by', '?')})"],
         ["weights evaluated", f"epoch {summary['restored_epoch']}" if summary.get("restored_epoch")
          else "the last epoch's"],
-        ["seed", train.get("seed", "not recorded")]])
+        ["seed", train.get("seed", "not recorded")],
+        ["Keras backend, precision", f"{train['backend']}, {train.get('precision', 'float32')}" if "backend" in train
+         else "not recorded"]])
     lines += ["", "## Test accuracy", "",
               f"**{accuracy:.2%}** top-1 (computed from the predictions{interval})." if isinstance(accuracy, float)
               else "Not recorded.", ""]
@@ -107,7 +109,8 @@ def render_card(record: dict[str, Any]) -> str:
         ["registered", record.get("registered_at", "not recorded")]])
     overrides = " ".join(f"-S train.{key}={value}" for key, value in train.items()
                          if key in ("model", "seed", "epochs", "max_train_images", "batch_size", "learning_rate")
-                         and value is not None)
+                         and value is not None or key in ("backend", "precision")
+                         and value not in ("tensorflow", "float32"))
     lines += ["", "## Make it again", "", "```bash",
               f"git checkout {record.get('git_revision', '<revision>')}",
               f"dvc exp run -S data.dataset={dataset} {overrides}".rstrip(),

@@ -175,7 +175,7 @@ class ModelSpec(Section):
 class ModelInput:
     """The input a model takes: layout of x and encoding of y."""
 
-    layout: Arrangement  # as prepare.layout names it (layout.Layout is the run's files, another thing)
+    layout: Arrangement  # of x, as prepare.layout names it
     labels: Labels
 
 

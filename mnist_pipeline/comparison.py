@@ -24,8 +24,8 @@ from mnist_pipeline.config import EvaluateParams, parse_params, parse_section, r
 from mnist_pipeline.distortions import split_name
 from mnist_pipeline.errors import PipelineError
 from mnist_pipeline.files import atomic_path, load_npz, read_json, write_json
-from mnist_pipeline.layout import CLAIMS_FILE, PARAMS_FILE, Layout
 from mnist_pipeline.lessons import pack, shown
+from mnist_pipeline.project_files import CLAIMS_FILE, PARAMS_FILE, ProjectFiles
 from mnist_pipeline.reporting.blocks import fill
 from mnist_pipeline.reporting.comparison_page import (
     by_label,
@@ -97,7 +97,7 @@ def plan(request: Request, original: str, target: Path) -> Plan:
     return Plan(runs, claims, extra, seeds, kept, saved)
 
 
-def compare(request: Request, layout: Layout, say: Say) -> list[dict[str, Any]]:
+def compare(request: Request, files: ProjectFiles, say: Say) -> list[dict[str, Any]]:
     """Run every planned configuration and seed with `dvc exp run` (each from the same params), then write the
     catalogue and its verdicts; the results. Saved after every run: a killed comparison loses at most the run in
     progress, and --retry-failed picks up from there."""
@@ -106,7 +106,7 @@ def compare(request: Request, layout: Layout, say: Say) -> list[dict[str, Any]]:
                             "time: `dvc exp run --queue` + `dvc queue start` runs experiments side by side")
     for line in repair_workspace(Path.cwd()):  # a torn dvc.lock or a detached HEAD a kill left
         say(line)
-    target = layout.catalogue_dir(request.dataset)
+    target = files.catalogue_dir(request.dataset)
     original = base_params(PARAMS_FILE, target / "catalogue.json", say)
     chosen = plan(request, original, target)
     logs = target / "logs"
@@ -128,17 +128,17 @@ def compare(request: Request, layout: Layout, say: Say) -> list[dict[str, Any]]:
             if failed:
                 result["failed"] = failed
             else:
-                result.update(collect(layout))
+                result.update(collect(files))
                 if seed == chosen.seeds[0]:  # the reference seed's report joins the catalogue
-                    copy_tree(layout.report_dir, layout.catalogue_run_dir(request.dataset, label))
-                    result["report"] = os.path.relpath(layout.catalogue_run_dir(request.dataset, label), target)
+                    copy_tree(files.report_dir, files.catalogue_run_dir(request.dataset, label))
+                    result["report"] = os.path.relpath(files.catalogue_run_dir(request.dataset, label), target)
             results.append(result)
             write_json(target / "catalogue.json", {**chosen.saved, "results": results, "complete": False})
             outcome = result.get("failed") or f"accuracy {result['metrics']['accuracy']:.4f}"
             say(f"{step}: {outcome} ({seconds:.0f} s)")
     finally:
         PARAMS_FILE.write_text(original)
-    write_catalogue(layout, target, {**chosen.saved, "results": results, "complete": True}, chosen.claims)
+    write_catalogue(files, target, {**chosen.saved, "results": results, "complete": True}, chosen.claims)
     say(f"comparison: {target / 'catalogue.md'}")
     return results
 
@@ -170,19 +170,19 @@ def failure_reason(lines: list[str]) -> str:
     return (ours[-1:] or theirs[:1] or [line for line in lines if line.strip()][-1:] or ["unknown error"])[0]
 
 
-def collect(layout: Layout) -> dict[str, Any]:
+def collect(files: ProjectFiles) -> dict[str, Any]:
     """The finished run's record, from what its stages wrote: numbers, per-image correctness, curves, cost."""
-    evaluation, trained = read_json(layout.evaluation_record), read_json(layout.train_record)
-    fetched, features, prepared = (read_json(layout.fetch_record), read_json(layout.features_record),
-                                   read_json(layout.prepare_record))
-    rows = np.loadtxt(layout.confusion_csv, delimiter=",", skiprows=1, dtype=np.int64, ndmin=2)
+    evaluation, trained = read_json(files.evaluation_record), read_json(files.train_record)
+    fetched, features, prepared = (read_json(files.fetch_record), read_json(files.features_record),
+                                   read_json(files.prepare_record))
+    rows = np.loadtxt(files.confusion_csv, delimiter=",", skiprows=1, dtype=np.int64, ndmin=2)
     test = evaluation["intervals"]["test"]
     verdict = judge(trained["spec"], Run.from_records(fetched, trained, features, evaluation))
     base = 0 if features.get("skipped") else features.get("base_parameters", 0)
     return {"model": trained["model"], "metrics": evaluation["metrics"], "ci95": test["ci95"],
             "train_images": trained["shapes"]["x_train"][0],
             "test_total": test["total"], "correct": pack(rows[:, 0] == rows[:, 1]),
-            "distortions": distorted_correctness(layout, evaluation, rows[:, 0]),
+            "distortions": distorted_correctness(files, evaluation, rows[:, 0]),
             "diagnosis": evaluation["diagnosis"], "audit": evaluation.get("audit"), "spec": trained["spec"],
             "train_params": trained["train_params"],
             "prepare": {k: prepared[k] for k in ("normalized", "val_fraction")},
@@ -192,21 +192,21 @@ def collect(layout: Layout) -> dict[str, Any]:
                         "ours": verdict.ours, "ci95": verdict.ci95},
             "parameters": {"trainable": trained["parameters"], "total": trained["parameters"] + base},
             "stage_seconds": {path.stem: read_json(path)["seconds"]
-                              for path in sorted(layout.folder("timings").glob("*.json")) if path.stem != "demo"}}
+                              for path in sorted(files.folder("timings").glob("*.json")) if path.stem != "demo"}}
 
 
-def distorted_correctness(layout: Layout, evaluation: dict[str, Any], labels: np.ndarray) -> dict[str, Any]:
+def distorted_correctness(files: ProjectFiles, evaluation: dict[str, Any], labels: np.ndarray) -> dict[str, Any]:
     """Each distortion's accuracy and interval as evaluate gave them, and its per-test-image correctness (packed
     like `correct`) from train's predictions; {"not_measured": reason} when the run measured none."""
     found = evaluation.get("distortions") or {}
     if not found:
         return {"not_measured": evaluation.get("distortions_not_measured") or "distortions.apply is empty"}
-    predictions = load_npz(layout.predictions, tuple(split_name(name) for name in found))
+    predictions = load_npz(files.predictions, tuple(split_name(name) for name in found))
     out = {}
     for name, d in found.items():
         correct = predictions[split_name(name)].argmax(axis=1) == labels
         if int(correct.sum()) != d["correct"]:
-            raise PipelineError(f"{layout.predictions}: {name} has {int(correct.sum())} right, evaluate counted "
+            raise PipelineError(f"{files.predictions}: {name} has {int(correct.sum())} right, evaluate counted "
                                 f"{d['correct']}: re-run the pipeline")
         out[name] = {"how": d["how"], "accuracy": d["accuracy"], "ci95": d["ci95"], "total": d["total"],
                      "correct": pack(correct)}
@@ -263,7 +263,7 @@ def base_params(params_path: Path, catalogue_json: Path, say: Say) -> str:
     return last["base_params"]
 
 
-def render_again(layout: Layout, target: Path, say: Say) -> None:
+def render_again(files: ProjectFiles, target: Path, say: Say) -> None:
     """The pages of a complete catalogue rendered again from its records, which stay as they are (runs, params,
     data); only the verdicts it records are recomputed."""
     record = target / "catalogue.json"
@@ -273,7 +273,7 @@ def render_again(layout: Layout, target: Path, say: Say) -> None:
     if not data.get("complete", True):
         raise PipelineError(f"{record} is still in progress: `mnist compare --retry-failed` completes it")
     claims = load_claims(CLAIMS_FILE, list(read_params(PARAMS_FILE)["models"]))
-    write_catalogue(layout, target, data, claims, from_workspace=False)
+    write_catalogue(files, target, data, claims, from_workspace=False)
     say(f"comparison rendered again: {target / 'catalogue.md'}")
 
 
@@ -286,19 +286,19 @@ def copy_tree(source: Path, target: Path) -> None:
     os.replace(staging, target)
 
 
-def write_catalogue(layout: Layout, target: Path, data: dict[str, Any], claims: Any,
+def write_catalogue(files: ProjectFiles, target: Path, data: dict[str, Any], claims: Any,
                     from_workspace: bool = True) -> None:
     """catalogue.json and .md, the pictures, the demo's report, and the side-by-side lessons; `from_workspace`:
     take the data's description and the demo from the workspace's last run (not when only rendering again)."""
     params = read_params(PARAMS_FILE)
-    fetched = read_json(layout.fetch_record) if from_workspace and layout.fetch_record.exists() else {}
+    fetched = read_json(files.fetch_record) if from_workspace and files.fetch_record.exists() else {}
     if fetched.get("dataset") == data["dataset"]:  # the workspace's data is this catalogue's (not when all were kept)
         data["fetch"] = {k: v for k, v in fetched.items() if k in ("description", "total_images")}
     data["test_images"] = next((r["test_total"] for r in data["results"] if "test_total" in r), 0)
-    if from_workspace and layout.demo_record.exists():
-        data["demo"] = read_json(layout.demo_record)
-        layout.reference_demo_report.parent.mkdir(parents=True, exist_ok=True)
-        shutil.copyfile(layout.demo_report, layout.reference_demo_report)
+    if from_workspace and files.demo_record.exists():
+        data["demo"] = read_json(files.demo_record)
+        files.reference_demo_report.parent.mkdir(parents=True, exist_ok=True)
+        shutil.copyfile(files.demo_report, files.reference_demo_report)
     underfit = parse_section(params, "evaluate", EvaluateParams).underfit_train_below
     text, verdicts = render_catalogue(data, claims, underfit)
     data["claims"] = verdicts
@@ -310,9 +310,9 @@ def write_catalogue(layout: Layout, target: Path, data: dict[str, Any], claims: 
         ladder_png(target / f"ladder-{number}.png", ladder, runs, data["seeds"][0])
     with atomic_path(target / "catalogue.md") as tmp:
         tmp.write_text(text)
-    catalogues = {d: read_json(layout.catalogue_dir(d) / "catalogue.json") for d in ("mnist", "fashion_mnist")
-                  if (layout.catalogue_dir(d) / "catalogue.json").is_file()}
-    with atomic_path(layout.folder("reports") / "lessons.md") as tmp:
+    catalogues = {d: read_json(files.catalogue_dir(d) / "catalogue.json") for d in ("mnist", "fashion_mnist")
+                  if (files.catalogue_dir(d) / "catalogue.json").is_file()}
+    with atomic_path(files.folder("reports") / "lessons.md") as tmp:
         tmp.write_text(render_side_by_side(catalogues, claims))
     families = {d: (c, page_tests(claims, by_label(c["results"]))) for d, c in catalogues.items()
                 if c.get("complete", True)}

@@ -3,7 +3,7 @@
 Parsing is pure: callers hand in the mapping they read (a stage its `params.yaml`, a flow its
 workspace's). An unknown key, a missing section or a value of the wrong type fails at once with
 the key's name. Folders are not stage knobs: they live in the `paths` section, named once
-(`mnist_pipeline.layout`).
+(`mnist_pipeline.project_files`).
 """
 
 from __future__ import annotations

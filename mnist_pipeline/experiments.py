@@ -15,8 +15,8 @@ from filelock import FileLock
 
 from mnist_pipeline.config import read_params
 from mnist_pipeline.errors import PipelineError
-from mnist_pipeline.layout import Layout
 from mnist_pipeline.lineage import lock_stages
+from mnist_pipeline.project_files import ProjectFiles
 from mnist_pipeline.workspace import git
 
 
@@ -50,11 +50,11 @@ def save_experiment(folder: Path, name: str, untracked: list[Path]) -> None:
 
 def run_lineage(folder: Path, root: Path) -> dict[str, Any]:
     """What made a workspace's model: data checksums, code revision, stage hashes, timings."""
-    layout = Layout.from_params(read_params(folder / "params.yaml"), folder)
-    fetched = json.loads(layout.fetch_record.read_text())
-    timings = {stage: json.loads(layout.timing(stage).read_text())["seconds"] for stage in stage_names(folder)
-               if layout.timing(stage).is_file()}
+    files = ProjectFiles.from_params(read_params(folder / "params.yaml"), folder)
+    fetched = json.loads(files.fetch_record.read_text())
+    timings = {stage: json.loads(files.timing(stage).read_text())["seconds"] for stage in stage_names(folder)
+               if files.timing(stage).is_file()}
     return {"dataset": fetched["dataset"], "data_source": fetched["source"],
             "data_files": fetched["source_files"] + [fetched["raw_file"]],
-            "git_revision": git(root, "rev-parse", "HEAD", check=True), "dvc_lock": lock_stages(layout.dvc_lock),
+            "git_revision": git(root, "rev-parse", "HEAD", check=True), "dvc_lock": lock_stages(files.dvc_lock),
             "seconds_per_stage": timings}

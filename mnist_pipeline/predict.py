@@ -26,7 +26,7 @@ from mnist_pipeline.distortions import from_unit
 from mnist_pipeline.errors import PipelineError, first_line
 from mnist_pipeline.files import load_npz, sha256_file
 from mnist_pipeline.images import extract, image_files, mnist_style, read_gray, resize_gray_to_rgb, vgg16_base
-from mnist_pipeline.layout import TRAIN_RECORD
+from mnist_pipeline.project_files import TRAIN_RECORD
 
 NPZ_KEYS = ("x", "images", "x_test")
 

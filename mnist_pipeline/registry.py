@@ -1,6 +1,6 @@
 """A small local model registry: immutable numbered versions, aliases, and a promotion gate.
 
-Layout (under `registry.dir`, default `registry/`):
+Files (under `registry.dir`, default `registry/`):
 
     registry/<model>/v1/model.keras     the trained model, as trained
     registry/<model>/v1/record.json     lineage: metrics, params, data sha256, git revision,

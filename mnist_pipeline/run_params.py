@@ -26,7 +26,7 @@ from mnist_pipeline.config import (
     parse_params,
     parse_section,
 )
-from mnist_pipeline.layout import Layout
+from mnist_pipeline.project_files import ProjectFiles
 from mnist_pipeline.workspace import git
 
 # flow parameter -> (params section, key)
@@ -66,7 +66,7 @@ def apply_overrides(params: dict[str, Any], overrides: dict[str, Any], model_set
 def check_run(params: dict[str, Any]) -> None:
     """Every section a run reads, and its model's catalogue entry, parse: raises the stages' own
     one-line error before any stage runs."""
-    Layout.from_params(params)
+    ProjectFiles.from_params(params)
     for name, section in SECTIONS.items():
         parse_section(params, name, section)
     model = params["train"]["model"]

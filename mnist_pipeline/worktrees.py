@@ -15,8 +15,8 @@ from contextlib import contextmanager
 from pathlib import Path
 
 from mnist_pipeline.config import read_params
-from mnist_pipeline.layout import Layout
 from mnist_pipeline.processes import alive, host_name
+from mnist_pipeline.project_files import ProjectFiles
 from mnist_pipeline.workspace import git
 
 WORKSPACE_PREFIX = "train-mnist-"
@@ -65,7 +65,7 @@ def workspace(root: Path, start_lock: Path | None = None) -> Iterator[Path]:
         # what `dvc config --local cache.dir ...` writes, without starting a DVC process (half a second a run)
         (folder / ".dvc" / "config.local").write_text(f"[cache]\n    dir = {(root / '.dvc' / 'cache').resolve()}\n")
         subprocess.run(["dvc", "checkout", "--allow-missing"], cwd=folder, capture_output=True)  # best effort
-        shared, local = Layout.from_params(read_params(root / "params.yaml"), root), Layout.from_params(
+        shared, local = ProjectFiles.from_params(read_params(root / "params.yaml"), root), ProjectFiles.from_params(
             read_params(folder / "params.yaml"), folder)
         shared.folder("checkpoints").mkdir(parents=True, exist_ok=True)  # a killed run resumes in the next run
         local.folder("checkpoints").symlink_to(shared.folder("checkpoints").resolve(), target_is_directory=True)

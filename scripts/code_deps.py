@@ -2,7 +2,7 @@
 
 A stage's `.py` deps are the import closure of `tasks/<stage>.py` (imports at the top or inside functions, and
 the `__init__.py` of every package on the way), so editing shared code re-runs every stage that runs it and
-nothing else, and DVC's run-cache stays honest. This writes them; `tests/unit/test_layout.py` checks that
+nothing else, and DVC's run-cache stays honest. This writes them; `tests/unit/test_structure.py` checks that
 dvc.yaml says what this would write. Everything else in dvc.yaml (comments, params, outputs, the other deps)
 is left as it is.
 

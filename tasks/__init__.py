@@ -1,6 +1,6 @@
 """The pipeline's stages: one module per DVC stage (and Prefect task), each a thin edge.
 
-A stage module defines `main(params, layout)`: it parses its own params section, calls the
+A stage module defines `main(params, files)`: it parses its own params section, calls the
 library (`mnist_pipeline`), and writes its outputs. `run` is what every stage's
 `python -m tasks.<stage>` shares: `--help` (which runs nothing), progress lines on stderr,
 one-line errors with exit code 1, and the stage's time in the timings folder.
@@ -22,9 +22,9 @@ import yaml
 from mnist_pipeline.config import read_params
 from mnist_pipeline.errors import PipelineError
 from mnist_pipeline.files import write_json
-from mnist_pipeline.layout import PARAMS_FILE, Layout
+from mnist_pipeline.project_files import PARAMS_FILE, ProjectFiles
 
-Main = Callable[[dict[str, Any], Layout], dict[str, Any] | None]  # returns extra timings, if any
+Main = Callable[[dict[str, Any], ProjectFiles], dict[str, Any] | None]  # returns extra timings, if any
 
 
 def log(message: str) -> None:
@@ -91,12 +91,12 @@ def run(name: str, main: Main, doc: str | None, tensorflow: bool = False) -> NoR
     code = 0
     try:
         params = read_params(PARAMS_FILE)
-        layout = Layout.from_params(params)
-        layout.check_inside()  # before the stage runs: nothing is written outside the project
-        layout.check_kept(params)  # ... nor over what the project keeps (the guard stage checks it before DVC)
-        extra = main(params, layout) or {}  # e.g. train's fit alone: times live here, never in a DVC output
+        files = ProjectFiles.from_params(params)
+        files.check_inside()  # before the stage runs: nothing is written outside the project
+        files.check_kept(params)  # ... nor over what the project keeps (the guard stage checks it before DVC)
+        extra = main(params, files) or {}  # e.g. train's fit alone: times live here, never in a DVC output
         seconds = time.perf_counter() - started
-        write_json(layout.timing(name), {"stage": name, "seconds": round(seconds, 2), **extra})
+        write_json(files.timing(name), {"stage": name, "seconds": round(seconds, 2), **extra})
         log(f"{name}: done in {seconds:.1f} s")
     except PipelineError as exc:
         log(f"error: {name}: {exc}")

@@ -22,22 +22,22 @@ from mnist_pipeline.config import EvaluateParams, TrainModelParams, parse_sectio
 from mnist_pipeline.distortions import metric_name, split_name
 from mnist_pipeline.errors import PipelineError
 from mnist_pipeline.files import atomic_path, load_npz, read_json, write_json
-from mnist_pipeline.layout import Layout
 from mnist_pipeline.metrics import class_ids, distorted_accuracy, evaluate_classifier
+from mnist_pipeline.project_files import ProjectFiles
 from tasks import log, run
 
 
-def load_truth(layout: Layout, predictions: dict[str, np.ndarray], distorted: list[str]) -> dict[str, np.ndarray]:
+def load_truth(files: ProjectFiles, predictions: dict[str, np.ndarray], distorted: list[str]) -> dict[str, np.ndarray]:
     """True class ids for each predicted split, from the prepared data (labels only: the images stay on disk);
     a distorted test set's are the test set's."""
-    prepared = load_npz(layout.prepared_data, ("y_train", "y_val", "y_test"))
+    prepared = load_npz(files.prepared_data, ("y_train", "y_val", "y_test"))
     truth = {"train": class_ids(prepared["y_train"])[predictions["train_rows"]],
              "val": class_ids(prepared["y_val"]), "test": class_ids(prepared["y_test"])}
     truth |= {split_name(name): truth["test"] for name in distorted}
     for split, ids in truth.items():
         found = len(predictions[split]) if split in predictions else 0
         if found != len(ids):
-            raise PipelineError(f"the predictions in {layout.predictions} are for {found:,} {split} images but the "
+            raise PipelineError(f"the predictions in {files.predictions} are for {found:,} {split} images but the "
                                 f"prepared data has {len(ids):,}: re-run train (dvc repro does)")
     return truth
 
@@ -61,23 +61,23 @@ def headline(metrics: dict[str, Any]) -> dict[str, Any]:
     return {name: metrics[name] for name in HEADLINE if name in metrics}
 
 
-def main(params: dict[str, Any], layout: Layout) -> None:
+def main(params: dict[str, Any], files: ProjectFiles) -> None:
     """Read `evaluate`; write the metrics, the evaluation record and the confusion rows."""
     settings = parse_section(params, "evaluate", EvaluateParams)
     model_name = parse_section(params, "train", TrainModelParams).model
-    trained = read_json(layout.train_record)
-    predictions = load_npz(layout.predictions)
+    trained = read_json(files.train_record)
+    predictions = load_npz(files.predictions)
     distorted = trained.get("distortions", {})  # train records made before the distortions have none
     measured = distorted.get("measured", {})
-    truth = load_truth(layout, predictions, list(measured))
+    truth = load_truth(files, predictions, list(measured))
     result = evaluate_classifier(predictions, truth, trained, settings)
     result["distortions"] = distorted_accuracy(predictions, truth["test"], measured)
     result["distortions_not_measured"] = distorted.get("not_measured")
     result["metrics"] |= {metric_name(name): found["accuracy"] for name, found in result["distortions"].items()}
     result["metrics"]["parameters"] = trained["parameters"]  # not the fit's seconds: a timing is no metric
-    write_confusion_csv(layout.confusion_csv, result.pop("true"), result.pop("predicted"))
-    write_json(layout.evaluation_record, {"model": model_name, **result})
-    write_json(layout.metrics, headline(result["metrics"]))
+    write_confusion_csv(files.confusion_csv, result.pop("true"), result.pop("predicted"))
+    write_json(files.evaluation_record, {"model": model_name, **result})
+    write_json(files.metrics, headline(result["metrics"]))
     shown = ", ".join(f"{k} {v:.4f}" for k, v in result["metrics"].items() if isinstance(v, float))
     log(f"evaluate: {model_name}: {shown}")
     log(f"evaluate: diagnosis: {result['diagnosis']}")

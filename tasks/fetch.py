@@ -22,11 +22,11 @@ from typing import Any
 from mnist_pipeline.config import DataParams, FetchParams, parse_section
 from mnist_pipeline.data import sources
 from mnist_pipeline.files import save_npz, sha256_file, write_json
-from mnist_pipeline.layout import Layout
+from mnist_pipeline.project_files import ProjectFiles
 from tasks import log, run
 
 
-def main(params: dict[str, Any], layout: Layout) -> None:
+def main(params: dict[str, Any], files: ProjectFiles) -> None:
     """Read `data` and `fetch`; fetch; write the raw arrays and the fetch record."""
     dataset = parse_section(params, "data", DataParams).dataset
     fetch = parse_section(params, "fetch", FetchParams)
@@ -34,12 +34,12 @@ def main(params: dict[str, Any], layout: Layout) -> None:
     log(f"fetch: {dataset} from source '{source}'" + (" (auto)" if fetch.source == "auto" else ""))
     raw = sources.read_source(dataset, fetch, source)
     record = sources.describe(dataset, fetch, raw)
-    save_npz(layout.raw_data, raw.arrays)
-    record["raw_file"] = {"name": str(layout.raw_data), "sha256": sha256_file(layout.raw_data)}
-    write_json(layout.fetch_record, record)
+    save_npz(files.raw_data, raw.arrays)
+    record["raw_file"] = {"name": str(files.raw_data), "sha256": sha256_file(files.raw_data)}
+    write_json(files.fetch_record, record)
     counts = record["counts"]
     log(f"fetch: {raw.description}: {record['total_images']:,} images "
-        f"({counts['train']:,} train / {counts['test']:,} test) -> {layout.raw_data}")
+        f"({counts['train']:,} train / {counts['test']:,} test) -> {files.raw_data}")
     if dataset == "mnist" and raw.source == "offline":
         log("fetch: note: this is the 5,000-image sample; for full MNIST set fetch.source=download "
             "(internet) or fetch.path to your own mnist.npz")

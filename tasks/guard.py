@@ -2,7 +2,7 @@
 
 DVC deletes a stage's output folder before it runs the stage, so `dvc exp run -S paths.demo=registry`
 deleted every registered version before the demo stage could say a word. This stage runs first (every
-other stage depends on its output): it checks every `paths` value (`Layout.check_kept`: not the project
+other stage depends on its output): it checks every `paths` value (`ProjectFiles.check_kept`: not the project
 root; not, not inside and not containing the registry, the download cache, git's, DVC's or the virtual
 environment's folder, another output's folder or a git-tracked folder other than the output's own) and
 fails in one line, so DVC stops before any stage that would delete. Its output never changes, so a
@@ -34,7 +34,7 @@ from mnist_pipeline.config import (
     parse_section,
 )
 from mnist_pipeline.files import write_json
-from mnist_pipeline.layout import GUARD_DIR, Layout
+from mnist_pipeline.project_files import GUARD_DIR, ProjectFiles
 from tasks import log, run
 
 SECTIONS = {"data": DataParams, "fetch": FetchParams, "validate": ValidateParams, "prepare": PrepareParams,
@@ -42,15 +42,15 @@ SECTIONS = {"data": DataParams, "fetch": FetchParams, "validate": ValidateParams
             "evaluate": EvaluateParams, "report": ReportParams, "demo": DemoParams, "registry": RegistryParams}
 
 
-def main(params: dict[str, Any], layout: Layout) -> None:
+def main(params: dict[str, Any], files: ProjectFiles) -> None:
     """`run` has checked the folders (check_inside, check_kept); check every section and catalogue entry, and
     record that, always with the same bytes."""
     for name, section in SECTIONS.items():
         parse_section(params, name, section)
     for entry in params.get("models") or {}:
         model_spec(params["models"], entry)
-    write_json(layout.root / GUARD_DIR / "paths.json", {"checked": "paths: every output folder is its own"})
-    log(f"guard: {len(layout.paths.model_dump())} output folders, {len(SECTIONS)} params sections and "
+    write_json(files.root / GUARD_DIR / "paths.json", {"checked": "paths: every output folder is its own"})
+    log(f"guard: {len(files.paths.model_dump())} output folders, {len(SECTIONS)} params sections and "
         f"{len(params.get('models') or {})} catalogue entries checked")
 
 

@@ -15,21 +15,21 @@ from mnist_pipeline.catalogue import model_input
 from mnist_pipeline.config import PrepareParams, TrainModelParams, parse_section
 from mnist_pipeline.data.preparation import choose_encoding, prepare_arrays
 from mnist_pipeline.files import RAW_KEYS, load_npz, read_json, save_npz, write_json
-from mnist_pipeline.layout import Layout
+from mnist_pipeline.project_files import ProjectFiles
 from tasks import log, run
 
 
-def main(params: dict[str, Any], layout: Layout) -> None:
+def main(params: dict[str, Any], files: ProjectFiles) -> None:
     """Read `prepare` (and the chosen model's kind and loss); write the prepared arrays and their record."""
     settings = parse_section(params, "prepare", PrepareParams)
     model = parse_section(params, "train", TrainModelParams).model
     shape, labels = choose_encoding(settings, model_input(params.get("models", {}), model))
-    validation = read_json(layout.validation_record)  # exists only if validate passed
-    raw = load_npz(layout.raw_data, RAW_KEYS)
+    validation = read_json(files.validation_record)  # exists only if validate passed
+    raw = load_npz(files.raw_data, RAW_KEYS)
     arrays = prepare_arrays(raw, shape, labels, settings.val_fraction, settings.seed, settings.normalize)
-    save_npz(layout.prepared_data, arrays)
+    save_npz(files.prepared_data, arrays)
     counts = {split: int(len(arrays[f"y_{split}"])) for split in ("train", "val", "test")}
-    write_json(layout.prepare_record, {
+    write_json(files.prepare_record, {
         "layout": shape, "labels": labels, "normalized": settings.normalize,
         "val_fraction": settings.val_fraction, "seed": settings.seed,
         "dataset": validation["dataset"], "source": validation["source"], "raw_sha256": validation["raw_sha256"],

@@ -28,22 +28,23 @@ from mnist_pipeline.config import DistortionsParams, TrainParams, parse_section
 from mnist_pipeline.distortions import describe, distort_prepared
 from mnist_pipeline.errors import PipelineError
 from mnist_pipeline.files import load_npz, read_json, save_npz, sha256_file, write_json
-from mnist_pipeline.layout import Layout
+from mnist_pipeline.project_files import ProjectFiles
 from tasks import log, run
 
 
-def load_training_data(layout: Layout, spec: ModelSpec, needs: str, settings: TrainParams) -> dict[str, np.ndarray]:
+def load_training_data(files: ProjectFiles, spec: ModelSpec, needs: str,
+                       settings: TrainParams) -> dict[str, np.ndarray]:
     """x/y for train and val: prepared arrays, or cached VGG16 features for the transfer model."""
     from mnist_pipeline.training import match_labels, sample_rows
 
-    prepared_as = read_json(layout.prepare_record)["layout"]
+    prepared_as = read_json(files.prepare_record)["layout"]
     if needs != "rgb" and prepared_as != needs:
         raise PipelineError(f"the prepared data is laid out '{prepared_as}' but {settings.model} (kind {spec.kind}) "
                             f"takes '{needs}': set prepare.layout to auto or {needs} and re-run prepare")
-    prepared = load_npz(layout.prepared_data, ("x_train", "y_train", "x_val", "y_val", "train_index", "val_index"))
+    prepared = load_npz(files.prepared_data, ("x_train", "y_train", "x_val", "y_val", "train_index", "val_index"))
     data = {key: prepared[key] for key in ("x_train", "y_train", "x_val", "y_val")}
     if needs == "rgb":
-        features = load_npz(layout.features_data, ("x_train",))["x_train"]
+        features = load_npz(files.features_data, ("x_train",))["x_train"]
         data["x_train"], data["x_val"] = features[prepared["train_index"]], features[prepared["val_index"]]
     for split in ("train", "val"):
         data[f"y_{split}"] = match_labels(data[f"y_{split}"], spec.sparse_labels)
@@ -54,12 +55,12 @@ def load_training_data(layout: Layout, spec: ModelSpec, needs: str, settings: Tr
     return data
 
 
-def load_test_data(layout: Layout, spec: ModelSpec, needs: str) -> tuple[np.ndarray, np.ndarray]:
+def load_test_data(files: ProjectFiles, spec: ModelSpec, needs: str) -> tuple[np.ndarray, np.ndarray]:
     """The test set as the model takes it, read only after the fit (it plays no part in training)."""
     from mnist_pipeline.training import match_labels
 
-    prepared = load_npz(layout.prepared_data, ("x_test", "y_test"))
-    x_test = load_npz(layout.features_data, ("x_test",))["x_test"] if needs == "rgb" else prepared["x_test"]
+    prepared = load_npz(files.prepared_data, ("x_test", "y_test"))
+    x_test = load_npz(files.features_data, ("x_test",))["x_test"] if needs == "rgb" else prepared["x_test"]
     return x_test, match_labels(prepared["y_test"], spec.sparse_labels)
 
 
@@ -75,12 +76,12 @@ def distorted_test_sets(x_test: np.ndarray, needs: str, normalized: bool | str,
                                                           "not_measured": None}
 
 
-def fit_model(spec: ModelSpec, data: dict[str, np.ndarray], settings: TrainParams, layout: Layout, backup: Path,
+def fit_model(spec: ModelSpec, data: dict[str, np.ndarray], settings: TrainParams, files: ProjectFiles, backup: Path,
               resuming: bool) -> tuple[Any, dict[str, list[float]], list[Any], float]:
     """Fit with the callbacks, checkpointing to `backup`; the model, its whole history, the callbacks, seconds."""
     from mnist_pipeline import training
 
-    stack = training.callbacks(spec, settings.early_stopping_patience, backup, layout.live_dir, resuming)
+    stack = training.callbacks(spec, settings.early_stopping_patience, backup, files.live_dir, resuming)
     schedule = f", warmup_epochs {spec.warmup_epochs}" if spec.warmup_epochs else ""
     schedule += ", cosine decay" if spec.schedule == "cosine" else ""
     log(f"train: {settings.model} on {len(data['x_train']):,} images (val {len(data['x_val']):,}), "
@@ -93,7 +94,7 @@ def fit_model(spec: ModelSpec, data: dict[str, np.ndarray], settings: TrainParam
     return model, history, stack, time.perf_counter() - started
 
 
-def main(params: dict[str, Any], layout: Layout) -> dict[str, float]:
+def main(params: dict[str, Any], files: ProjectFiles) -> dict[str, float]:
     """Read `train`, `models.<train.model>` and `distortions`; write the model, its predictions and the train
     record. Returns the fit's seconds for the timings folder: the record holds no time, so identical work writes
     identical files."""
@@ -106,25 +107,25 @@ def main(params: dict[str, Any], layout: Layout) -> dict[str, float]:
 
     from mnist_pipeline import training
 
-    prepared = read_json(layout.prepare_record)
+    prepared = read_json(files.prepare_record)
     # the entry as it trains on this data (per-dataset epochs resolved), then the run's own overrides
     spec = training.effective_spec(model_spec(models, settings.model).on(prepared["dataset"]), {
         "epochs": settings.epochs, "batch_size": settings.batch_size, "learning_rate": settings.learning_rate})
     keras.config.set_dtype_policy(settings.precision)
-    data = load_training_data(layout, spec, needs, settings)
+    data = load_training_data(files, spec, needs, settings)
     key = training.run_key([spec.model_dump(), settings.model_dump()], data)
-    wanted = layout.checkpoint(settings.model, key)
+    wanted = files.checkpoint(settings.model, key)
     with training.claim_checkpoint(wanted) as (backup, resuming):
         if backup != wanted:
             log(f"train: the checkpoint {wanted} is in use by a live run with the same settings; "
                 f"training from scratch with a private one, {backup}")
         elif resuming:
             log(f"train: resuming {settings.model} from the checkpoint in {backup}")
-        model, history, stack, seconds = fit_model(spec, data, settings, layout, backup, resuming)
+        model, history, stack, seconds = fit_model(spec, data, settings, files, backup, resuming)
         training.epoch_log_path(backup).unlink(missing_ok=True)  # the fit finished: nothing to resume
     how = training.stopped_by(spec, history, stack)
     restored = training.restored_epoch(history, stack)
-    x_test, y_test = load_test_data(layout, spec, needs)
+    x_test, y_test = load_test_data(files, spec, needs)
     sample = training.sample_rows(len(data["x_train"]), settings.predict_train_images, settings.seed)
     distorted, distorted_record = distorted_test_sets(x_test, needs, prepared["normalized"], distortions)
     inputs = {"test": x_test, "val": data["x_val"], "train": data["x_train"][sample], **distorted}
@@ -133,11 +134,11 @@ def main(params: dict[str, Any], layout: Layout) -> dict[str, float]:
         f"{len(sample):,} training images for evaluate, and the test images "
         + (f"{len(distorted)} ways distorted ({', '.join(distorted_record['measured'])})" if distorted else
            f"undistorted only ({distorted_record['not_measured'] or 'distortions.apply is empty'})"))
-    save_npz(layout.predictions, {**predictions, "train_rows": data["train_rows"][sample]})
-    training.save_model(model, layout.model_file)
-    write_json(layout.train_record, {
+    save_npz(files.predictions, {**predictions, "train_rows": data["train_rows"][sample]})
+    training.save_model(model, files.model_file)
+    write_json(files.train_record, {
         "model": settings.model, "spec": spec.model_dump(), "train_params": settings.model_dump(),
-        "model_sha256": sha256_file(layout.model_file),  # `mnist predict model/model.keras` checks it
+        "model_sha256": sha256_file(files.model_file),  # `mnist predict model/model.keras` checks it
         "prepare": {"normalize": prepared["normalized"]},  # the input scale the model was trained on
         "history": history, "epochs_run": len(history.get("loss", [])), "stopped_by": how,
         "restored_epoch": restored,  # the epoch whose weights were evaluated (None: the last)

@@ -15,23 +15,23 @@ from typing import Any
 from mnist_pipeline.config import ValidateParams, parse_section
 from mnist_pipeline.data.validation import check_recorded_headers, validate_arrays
 from mnist_pipeline.files import RAW_KEYS, load_npz, read_json, write_json
-from mnist_pipeline.layout import Layout
+from mnist_pipeline.project_files import ProjectFiles
 from tasks import log, run
 
 
-def main(params: dict[str, Any], layout: Layout) -> None:
+def main(params: dict[str, Any], files: ProjectFiles) -> None:
     """Read `validate` and the raw data; write the validation record on success."""
     checks = parse_section(params, "validate", ValidateParams)
-    fetched = read_json(layout.fetch_record)
+    fetched = read_json(files.fetch_record)
     recorded = fetched.get("arrays", {})  # shapes and dtypes fetch wrote: checked on the headers, before any data
-    arrays = load_npz(layout.raw_data, RAW_KEYS,
-                      check=lambda headers: check_recorded_headers(headers, recorded, str(layout.raw_data)))
+    arrays = load_npz(files.raw_data, RAW_KEYS,
+                      check=lambda headers: check_recorded_headers(headers, recorded, str(files.raw_data)))
     started = time.perf_counter()
     summary = validate_arrays(arrays, checks)
     seconds = time.perf_counter() - started
     summary.update({"dataset": fetched["dataset"], "source": fetched["source"],
                     "raw_sha256": fetched["raw_file"]["sha256"]})  # no timings: keep the output deterministic
-    write_json(layout.validation_record, summary)
+    write_json(files.validation_record, summary)
     dup = summary["duplicates"]
     log(f"validate: {fetched['dataset']}: {len(summary['checks'])} checks passed on "
         f"{sum(r['n_images'] for r in summary['splits'].values()):,} images in {seconds:.2f} s; "

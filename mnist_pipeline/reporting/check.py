@@ -18,8 +18,8 @@ from pathlib import Path
 from typing import Any
 
 from mnist_pipeline.claims import Claims
-from mnist_pipeline.layout import REPORT_FILE
 from mnist_pipeline.lessons import Family, unpack
+from mnist_pipeline.project_files import REPORT_FILE
 from mnist_pipeline.reporting.blocks import block_problems
 from mnist_pipeline.reporting.comparison_page import (
     DISTORTION_PAIR,

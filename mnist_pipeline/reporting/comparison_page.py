@@ -17,7 +17,6 @@ import yaml
 from mnist_pipeline import config
 from mnist_pipeline.claims import Claims, Run, Verdict, judge
 from mnist_pipeline.distortions import NAMES
-from mnist_pipeline.layout import REPORT_FILE as REPORT
 from mnist_pipeline.lessons import (
     Family,
     judge_claim,
@@ -29,6 +28,7 @@ from mnist_pipeline.lessons import (
     unpack,
 )
 from mnist_pipeline.paired import why_not
+from mnist_pipeline.project_files import REPORT_FILE as REPORT
 from mnist_pipeline.reporting.markdown import md_escape, raw_table
 from mnist_pipeline.reporting.plots import figure, save
 

@@ -77,3 +77,16 @@ def test_each_backend_trains_through_dvc_exp_run_and_a_rerun_writes_the_same_fil
     assert table.returncode == 0, table.stdout
     rows = {line.split(",")[0]: line for line in table.stdout.splitlines()}
     assert {"on-jax", "on-torch"} <= set(rows), table.stdout
+
+
+def test_one_thread_for_a_flow_run_is_a_setting_jax_accepts():
+    """A flow run's `threads: 1` sets XLA's CPU flags too; XLA aborts on a flag it does not know, so this proves the
+    flags are real for the locked jaxlib (and that JAX computes under them)."""
+    from flows.train_mnist import thread_env
+
+    env = {**backends_env(), **thread_env(1)}
+    assert "intra_op_parallelism_threads=1" in env["XLA_FLAGS"]
+    ran = subprocess.run([str(BACKENDS_VENV / "bin" / "python"), "-c",
+                          "import jax.numpy as jnp; print(float((jnp.ones((300, 300)) @ jnp.ones((300, 300))).sum()))"],
+                         env=env, capture_output=True, text=True, timeout=120)
+    assert ran.returncode == 0 and ran.stdout.strip() == "27000000.0", ran.stderr[-2000:]

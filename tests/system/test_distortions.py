@@ -18,10 +18,10 @@ from mnist_pipeline.comparison import collect
 from mnist_pipeline.config import read_params
 from mnist_pipeline.distortions import NAMES, split_name
 from mnist_pipeline.files import load_npz
-from mnist_pipeline.layout import Layout
 from mnist_pipeline.lessons import Family
 from mnist_pipeline.metrics import class_ids
 from mnist_pipeline.paired import paired_difference
+from mnist_pipeline.project_files import ProjectFiles
 from mnist_pipeline.reporting.check import distortion_problems
 from mnist_pipeline.reporting.comparison_page import distortion_rows, distortion_section
 from tests.harness import stage_env, workspace, write_params
@@ -112,7 +112,7 @@ def test_the_run_report_and_the_catalogue_show_the_distorted_accuracies(trained:
         for name in NAMES:
             found = evaluation["distortions"][name]
             assert f"| {name.replace('_', chr(92) + '_')} | " in report and f"| {found['accuracy']:.2%} |" in report
-        runs[model] = [{**collect(Layout.from_params(read_params(folder / "params.yaml"), folder)),
+        runs[model] = [{**collect(ProjectFiles.from_params(read_params(folder / "params.yaml"), folder)),
                         "label": model, "seed": 42}]
         recorded = runs[model][0]["distortions"]
         assert list(recorded) == list(evaluation["distortions"])

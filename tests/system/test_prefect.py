@@ -52,7 +52,8 @@ def test_deployment_run_registers_a_version_with_lineage(prefect_env, served: Pa
                   "95% interval", "| class | precision | recall | F1 | images |", "## Distorted test images",
                   "offline 5,000-image MNIST sample", "the tutorial's claim:", "Blessed: accuracy", "no champion yet",
                   record["git_revision"], record["fingerprint"],
-                  "dvc exp run -S data.dataset=mnist -S train.model=mlp_500"):
+                  "dvc exp run -S data.dataset=mnist -S train.model=mlp_500",
+                  "| Keras backend, precision | tensorflow, float32 |"):
         assert words in card.stdout, words
     assert prefect(prefect_env, "artifact", "inspect", "mnist-mlp-500-card").returncode == 0
     artifact = prefect(prefect_env, "artifact", "inspect", "mnist-mlp-500-report")

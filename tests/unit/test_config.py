@@ -39,14 +39,14 @@ def test_missing_section_is_refused():
 
 
 def test_paths_have_no_defaults_and_name_every_file():
-    """Folders are named once, in params.yaml's `paths`; the layout names the files in them."""
-    from mnist_pipeline.layout import Layout, Paths
+    """Folders are named once, in params.yaml's `paths`; ProjectFiles names the files in them."""
+    from mnist_pipeline.project_files import Paths, ProjectFiles
 
     params = read_params(ROOT / "params.yaml")
-    layout = Layout.from_params(params)
-    assert str(layout.raw_data) == "data/raw/raw.npz" and str(layout.metrics) == "evaluation/metrics.json"
-    assert str(layout.report) == "report/report.md"
-    assert str(layout.catalogue_run_dir("mnist", "cnn")) == "reports/mnist/runs/cnn"
+    files = ProjectFiles.from_params(params)
+    assert str(files.raw_data) == "data/raw/raw.npz" and str(files.metrics) == "evaluation/metrics.json"
+    assert str(files.report) == "report/report.md"
+    assert str(files.catalogue_run_dir("mnist", "cnn")) == "reports/mnist/runs/cnn"
     with pytest.raises(PipelineError, match=r"paths\.raw"):
         parse_section({"paths": {k: v for k, v in params["paths"].items() if k != "raw"}}, "paths", Paths)
 

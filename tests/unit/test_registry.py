@@ -118,7 +118,7 @@ def test_every_version_has_a_model_card_naming_it(tmp_path: Path):
     card = (root / "cnn/v2/model-card.md").read_text()
     assert card.startswith("# Model card: cnn@v2\n") and "**Not for**" in card and "## Gate" in card
     assert "Blessed: accuracy 0.9600 meets the floor 0.9000; against champion v1 on the same 1,000 test images" in card
-    assert "| git revision | not recorded |" in card
+    assert "| git revision | not recorded |" in card and "| Keras backend, precision | not recorded |" in card
     (root / "cnn/v2/model-card.md").write_text(card.replace("cnn@v2", "cnn@v1"))
     (root / "cnn/v1/model-card.md").unlink()
     assert registry.verify(root) == ["cnn@v1: no model-card.md", "cnn@v2: model-card.md names another version"]

@@ -2,7 +2,7 @@
 
 Folders come from the `paths` section of params.yaml (which `dvc.yaml` also reads through
 `${paths.*}`); the names of the files inside them are defined here and nowhere else. Stages,
-flows, the command line and tests all ask a `Layout` for a path.
+flows, the command line and tests all ask a `ProjectFiles` for a path.
 """
 
 from __future__ import annotations
@@ -43,14 +43,14 @@ class Paths(Section):
 
 
 @dataclass(frozen=True)
-class Layout:
+class ProjectFiles:
     """The project's files under `root` (a project or a workspace), from its `paths` section."""
 
     paths: Paths
     root: Path = Path(".")
 
     @classmethod
-    def from_params(cls, params: dict[str, Any], root: Path = Path(".")) -> Layout:
+    def from_params(cls, params: dict[str, Any], root: Path = Path(".")) -> ProjectFiles:
         return cls(parse_section(params, "paths", Paths), root)
 
     def folder(self, name: str) -> Path:

@@ -15,7 +15,7 @@ import yaml
 
 from mnist_pipeline.config import read_params
 from mnist_pipeline.errors import PipelineError
-from mnist_pipeline.layout import Layout, kept_problems
+from mnist_pipeline.project_files import ProjectFiles, kept_problems
 from scripts.code_deps import code_closure, render
 from tests.harness import ROOT, stage_env
 
@@ -51,11 +51,11 @@ def test_code_deps_writer_leaves_dvc_yaml_as_it_is_and_adds_a_new_import(tmp_pat
 
 
 def test_no_path_or_file_name_literals_outside_the_layout():
-    """Folders live in params.yaml `paths`, file names in mnist_pipeline/layout.py: nowhere else in the code."""
+    """Folders live in params.yaml `paths`, file names in mnist_pipeline/project_files.py: nowhere else in the code."""
     params = yaml.safe_load((ROOT / "params.yaml").read_text())
-    layout = Layout.from_params(params)
-    names = {Path(getattr(layout, attr)).name for attr in dir(Layout)
-             if isinstance(getattr(Layout, attr), property) and attr not in ("live_dir", "report_dir")}
+    files = ProjectFiles.from_params(params)
+    names = {Path(getattr(files, attr)).name for attr in dir(ProjectFiles)
+             if isinstance(getattr(ProjectFiles, attr), property) and attr not in ("live_dir", "report_dir")}
     names -= {"params.yaml", "dvc.lock"}
     quoted = [f'"{name}"' for name in sorted(names)] + [f'/{name}"' for name in sorted(names)]
     quoted += [f'"{folder}' for folder in sorted(params["paths"].values()) if "/" in folder]
@@ -64,7 +64,7 @@ def test_no_path_or_file_name_literals_outside_the_layout():
     offenders = []
     for folder in ("tasks", "flows", "mnist_cli", "mnist_pipeline"):
         for path in (ROOT / folder).rglob("*.py"):
-            if path.name in ("layout.py", "registry.py"):  # the pipeline's layout; the registry's own (its docstring)
+            if path.name in ("project_files.py", "registry.py"):  # the pipeline's files; the registry's (its docstring)
                 continue
             for number, line in enumerate(path.read_text().splitlines(), start=1):
                 if pattern.search(line) and not line.lstrip().startswith("#"):
@@ -74,15 +74,15 @@ def test_no_path_or_file_name_literals_outside_the_layout():
 
 def test_dvc_yaml_names_the_layouts_files():
     """The few file names dvc.yaml must spell out (metrics and plots) are the layout's."""
-    layout = Layout.from_params(yaml.safe_load((ROOT / "params.yaml").read_text()))
+    files = ProjectFiles.from_params(yaml.safe_load((ROOT / "params.yaml").read_text()))
     evaluate, train = DVC_YAML["stages"]["evaluate"], DVC_YAML["stages"]["train"]
-    assert next(iter(evaluate["metrics"][0])) == "${paths.evaluation}/" + layout.metrics.name
-    assert next(iter(evaluate["outs"][0])) == "${paths.evaluation}/" + layout.evaluation_record.name
-    assert next(iter(evaluate["plots"][0])) == "${paths.evaluation}/" + layout.confusion_csv.name
-    assert next(iter(train["outs"][1])) == "${paths.live}/" + layout.live_metrics.name
+    assert next(iter(evaluate["metrics"][0])) == "${paths.evaluation}/" + files.metrics.name
+    assert next(iter(evaluate["outs"][0])) == "${paths.evaluation}/" + files.evaluation_record.name
+    assert next(iter(evaluate["plots"][0])) == "${paths.evaluation}/" + files.confusion_csv.name
+    assert next(iter(train["outs"][1])) == "${paths.live}/" + files.live_metrics.name
     assert [next(iter(stage["metrics"][0])) for stage in DVC_YAML["stages"].values() if "metrics" in stage] == \
-        ["${paths.evaluation}/" + layout.metrics.name]  # dvclive's are no metric: `dvc exp show` stays narrow
-    assert "${paths.model}/" + layout.train_record.name in DVC_YAML["stages"]["report"]["deps"]
+        ["${paths.evaluation}/" + files.metrics.name]  # dvclive's are no metric: `dvc exp show` stays narrow
+    assert "${paths.model}/" + files.train_record.name in DVC_YAML["stages"]["report"]["deps"]
 
 
 def test_one_stage_one_module_one_params_section():
@@ -151,14 +151,14 @@ KEPT_CASES = [".", ".git", ".git/hooks", ".dvc", ".dvc/cache", ".venv", "registr
 @pytest.mark.parametrize("folder", KEPT_CASES)
 def test_no_output_folder_may_be_a_kept_one(folder: str):
     params = read_params(ROOT / "params.yaml")
-    layout = Layout.from_params(params, ROOT)
-    layout.check_kept(params)  # the committed folders are every output's own
+    files = ProjectFiles.from_params(params, ROOT)
+    files.check_kept(params)  # the committed folders are every output's own
     for key in params["paths"]:
         if folder == params["paths"][key]:
             continue
         moved = {**params, "paths": {**params["paths"], key: folder}}
         with pytest.raises(PipelineError) as refused:
-            Layout.from_params(moved, ROOT).check_kept(moved)
+            ProjectFiles.from_params(moved, ROOT).check_kept(moved)
         message = str(refused.value)
         assert "\n" not in message and message.startswith(f"paths.{key}={folder!r} "), message
         assert "nothing was deleted" in message
@@ -168,5 +168,5 @@ def test_an_output_folder_of_its_own_passes():
     params = read_params(ROOT / "params.yaml")
     for key, folder in (("demo", "demo_elsewhere"), ("report", "my-report"), ("timings", "timings-2")):
         moved = {**params, "paths": {**params["paths"], key: folder}}
-        Layout.from_params(moved, ROOT).check_kept(moved)
+        ProjectFiles.from_params(moved, ROOT).check_kept(moved)
     assert kept_problems({"a": "x", "b": "x/y"}, {}, set(), {})[0] == "paths.a='x' contains paths.b's folder (x/y)"
