@@ -35,8 +35,7 @@ def select(name: str, setting: str = "train.backend") -> None:
         if current != name:
             raise PipelineError(f"backend {name}: Keras is already loaded with {current} in this process")
         return
-    if importlib.util.find_spec(name) is None:
-        raise PipelineError(f"{setting} {name}: {name} is not installed in {sys.prefix} ({SET_UP})")
+    check_installed(name, setting)
     os.environ["KERAS_BACKEND"] = name
     if name == "tensorflow":
         from mnist_pipeline import import_tensorflow
@@ -56,6 +55,12 @@ def select(name: str, setting: str = "train.backend") -> None:
 
     if keras.backend.backend() != name:  # e.g. a keras.json that pins another: say so rather than mislabel
         raise PipelineError(f"backend {name}: Keras loaded {keras.backend.backend()} instead")
+
+
+def check_installed(name: str, setting: str = "train.backend") -> None:
+    """One line when this interpreter lacks the backend's package (found without importing it)."""
+    if importlib.util.find_spec(name) is None:
+        raise PipelineError(f"{setting} {name}: {name} is not installed in {sys.prefix} ({SET_UP})")
 
 
 def version(name: str) -> str:

@@ -72,11 +72,14 @@ def parse_arguments(name: str, doc: str | None) -> None:
 
 def out_of_memory(exc: BaseException) -> bool:
     """Whether `exc` is a backend's out-of-memory error, told by name (this module imports no backend):
-    TensorFlow's ResourceExhaustedError, PyTorch's OutOfMemoryError, JAX's runtime error saying RESOURCE_EXHAUSTED."""
+    TensorFlow's ResourceExhaustedError, PyTorch's OutOfMemoryError (CUDA) and its CPU allocator's RuntimeError,
+    JAX's runtime error saying RESOURCE_EXHAUSTED."""
     names = {cls.__name__ for cls in type(exc).__mro__}
     if names & {"ResourceExhaustedError", "OutOfMemoryError"}:
         return True
-    return bool(names & {"XlaRuntimeError", "JaxRuntimeError"}) and "RESOURCE_EXHAUSTED" in str(exc)
+    if names & {"XlaRuntimeError", "JaxRuntimeError"}:
+        return "RESOURCE_EXHAUSTED" in str(exc)
+    return type(exc) is RuntimeError and "DefaultCPUAllocator: can't allocate memory" in str(exc)
 
 
 def run(name: str, main: Main, doc: str | None, tensorflow: bool = False) -> NoReturn:
@@ -112,7 +115,8 @@ def run(name: str, main: Main, doc: str | None, tensorflow: bool = False) -> NoR
         if not out_of_memory(exc):
             raise
         # the backend's own (TensorFlow's ResourceExhaustedError: 59 lines): its first line names the tensor's shape
-        first = re.sub(r"^\{\{[^}]*\}\}\s*", "", str(exc).strip().splitlines()[0] if str(exc).strip() else "")
+        first = str(exc).strip().splitlines()[0] if str(exc).strip() else ""
+        first = re.sub(r"^\{\{[^}]*\}\}\s*|^\[enforce fail at [^\]]*\]\s*err == 0\.\s*", "", first)  # TF's, torch's
         log(f"error: {name}: out of memory ({first[:300] or type(exc).__name__})")
         code = 1
     if tensorflow:

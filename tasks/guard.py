@@ -11,12 +11,15 @@ fails in one line, so DVC stops before any stage that would delete. Its output n
 It also checks every section of params.yaml and every catalogue entry, and depends on the file itself:
 DVC compares a param's old and new values with Python's `==`, so `-S train.epochs=true` (True == 1) re-ran
 no stage and recorded an experiment with a value no stage accepts; any edit of the file re-runs the guard.
+And it refuses a `train.backend` this interpreter lacks (JAX or PyTorch outside .venv-backends), so the
+stages before train do not run first.
 """
 
 from __future__ import annotations
 
 from typing import Any
 
+from mnist_pipeline import backends
 from mnist_pipeline.catalogue import model_spec
 from mnist_pipeline.config import (
     DataParams,
@@ -47,6 +50,7 @@ def main(params: dict[str, Any], files: ProjectFiles) -> None:
     record that, always with the same bytes."""
     for name, section in SECTIONS.items():
         parse_section(params, name, section)
+    backends.check_installed(parse_section(params, "train", TrainParams).backend)  # before any stage runs
     for entry in params.get("models") or {}:
         model_spec(params["models"], entry)
     write_json(files.root / GUARD_DIR / "paths.json", {"checked": "paths: every output folder is its own"})

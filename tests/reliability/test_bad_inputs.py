@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import gzip
 import http.server
+import importlib.util
 import shutil
 import subprocess
 import threading
@@ -271,6 +272,24 @@ def test_a_params_value_a_stage_would_refuse_is_refused_by_the_guard_in_one_line
     assert (repo / "guard" / "paths.json").is_file()
     changed = subprocess.run(["git", "status", "--porcelain"], cwd=repo, capture_output=True, text=True).stdout
     assert not [line for line in changed.splitlines() if line.startswith(" D")], changed
+    subprocess.run(["git", "checkout", "-q", "main"], cwd=repo, capture_output=True)  # DVC leaves HEAD detached
+
+
+@pytest.mark.e2e
+@pytest.mark.bad_input
+@pytest.mark.skipif(importlib.util.find_spec("jax") is not None, reason="this venv has JAX (.venv-backends)")
+def test_a_backend_this_venv_lacks_is_refused_by_the_guard_before_any_stage(repo: Path):
+    """`-S train.backend=jax` in the main venv: the guard refuses it in one line naming the set-up that has JAX,
+    before any stage runs (train would refuse it too, after the stages before it)."""
+    set_params(repo, {"train": {"model": "mlp_500"}})
+    before = hashes(repo)
+    done = dvc(repo, "exp", "run", "-S", "train.backend=jax")
+    errors = [line for line in done.stdout.splitlines() if line.startswith("error:")]
+    assert done.returncode != 0 and "Traceback" not in done.stdout, done.stdout
+    assert len(errors) == 1, errors
+    assert errors[0].startswith("error: guard: train.backend jax: jax is not installed in "), errors
+    assert "scripts/setup-backends.sh" in errors[0] and "Running stage 'train'" not in done.stdout
+    assert hashes(repo) == before
     subprocess.run(["git", "checkout", "-q", "main"], cwd=repo, capture_output=True)  # DVC leaves HEAD detached
 
 

@@ -55,10 +55,10 @@ def test_each_backend_trains_through_dvc_exp_run_and_a_rerun_writes_the_same_fil
         accuracies[backend] = json.loads((repo / "evaluation/metrics.json").read_text())["accuracy"]
         assert accuracies[backend] > 0.5, accuracies  # one epoch of the CNN on 1,500 real digits learns
 
-        # the same seed on the same backend: training again from scratch writes the same model, predictions and
-        # metrics (dvc.lock holds every output's hash)
+        # the same seed on the same backend: training again from scratch writes the same model and predictions
+        # (dvc.lock holds every output's hash; evaluate computes the metrics from those predictions alone)
         lock = (repo / "dvc.lock").read_text()
-        again = dvc(repo, "repro", "--force", "--downstream", "train")
+        again = dvc(repo, "repro", "--force", "--single-item", "train")
         assert again.returncode == 0 and "Running stage 'train'" in again.stdout, again.stdout[-3000:]
         assert (repo / "dvc.lock").read_text() == lock, backend
 
@@ -77,6 +77,15 @@ def test_each_backend_trains_through_dvc_exp_run_and_a_rerun_writes_the_same_fil
     assert table.returncode == 0, table.stdout
     rows = {line.split(",")[0]: line for line in table.stdout.splitlines()}
     assert {"on-jax", "on-torch"} <= set(rows), table.stdout
+
+    # a layer too big for memory is one line on each backend, as on TensorFlow (reliability/test_bad_inputs.py)
+    for backend in ("jax", "torch"):
+        done = dvc(repo, "exp", "run", "-S", f"train.backend={backend}", "-S", "models.cnn.hidden=[1000000000]")
+        errors = [line for line in done.stdout.splitlines() if line.startswith("error:")]
+        assert done.returncode != 0 and "Traceback" not in done.stdout, done.stdout[-3000:]
+        assert len(errors) == 1 and errors[0].startswith("error: train: out of memory (") and \
+            "allocat" in errors[0], errors
+        subprocess.run(["git", "checkout", "-q", "main"], cwd=repo, capture_output=True)  # DVC leaves HEAD detached
 
 
 def test_one_thread_for_a_flow_run_is_a_setting_jax_accepts():
