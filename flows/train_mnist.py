@@ -281,9 +281,11 @@ def run_name() -> str:
 @flow(name="train-mnist", flow_run_name=run_name, log_prints=True)
 def train_mnist(dataset: str | None = None, model: str | None = None, epochs: int | None = None,
                 batch_size: int | None = None, learning_rate: float | None = None, seed: int | None = None,
-                max_train_images: int | None = None) -> dict[str, Any]:
+                max_train_images: int | None = None, backend: str | None = None,
+                precision: str | None = None) -> dict[str, Any]:
     """Run the pipeline with these overrides of params.yaml (for this run only) and register the model; a bad
-    parameter or a stage's error fails the run with that one line (`OneLineErrors`: no traceback)."""
+    parameter or a stage's error fails the run with that one line (`OneLineErrors`: no traceback). `backend`
+    and `precision` are train.backend and train.precision (docs/gpu.md): the serving venv must have the backend."""
     overrides = {k: v for k, v in locals().items() if v is not None and k in OVERRIDES}
     return run_pipeline(overrides)
 

@@ -21,10 +21,13 @@ IMPORT_CHATTER = ("All log messages before absl::InitializeLog() is called", "on
 
 
 def import_tensorflow() -> None:
-    """Import TensorFlow with its start-up chatter removed from stderr; anything else it prints is kept.
+    """Import TensorFlow with its start-up chatter removed from stderr; anything else it prints is kept; and make
+    it Keras' backend: the commands that call this (features, demo, predict, serve) run on TensorFlow whatever
+    KERAS_BACKEND the shell exported (only train follows `train.backend`: mnist_pipeline/backends.py).
 
     Call before the first `import keras` or `import tensorflow` of a command whose stderr users read.
     """
+    os.environ["KERAS_BACKEND"] = "tensorflow"
     if "tensorflow" in sys.modules:
         return
     sys.stderr.flush()

@@ -11,6 +11,7 @@ from typing import Any
 
 import yaml
 
+from mnist_pipeline import backends
 from mnist_pipeline.catalogue import entry, model_input, model_spec
 from mnist_pipeline.config import (
     DataParams,
@@ -32,7 +33,8 @@ from mnist_pipeline.workspace import git
 # flow parameter -> (params section, key)
 OVERRIDES = {"dataset": ("data", "dataset"), "model": ("train", "model"), "epochs": ("train", "epochs"),
              "batch_size": ("train", "batch_size"), "learning_rate": ("train", "learning_rate"),
-             "seed": ("train", "seed"), "max_train_images": ("train", "max_train_images")}
+             "seed": ("train", "seed"), "max_train_images": ("train", "max_train_images"),
+             "backend": ("train", "backend"), "precision": ("train", "precision")}
 SECTIONS = {"data": DataParams, "fetch": FetchParams, "validate": ValidateParams, "prepare": PrepareParams,
             "resize": ResizeParams, "features": FeaturesParams, "train": TrainParams, "distortions": DistortionsParams,
             "evaluate": EvaluateParams, "report": ReportParams}
@@ -72,6 +74,7 @@ def check_run(params: dict[str, Any]) -> None:
     model = params["train"]["model"]
     model_input(params.get("models", {}), model)
     model_spec(params.get("models", {}), model)
+    backends.check_installed(params["train"].get("backend", "tensorflow"))  # the stages run in this interpreter's venv
 
 
 class NoAliasDumper(yaml.SafeDumper):

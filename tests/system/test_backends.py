@@ -26,7 +26,7 @@ def backends_env() -> dict[str, str]:
     env = stage_env()
     env["PATH"] = f"{BACKENDS_VENV / 'bin'}{os.pathsep}{env['PATH']}"
     env["VIRTUAL_ENV"] = str(BACKENDS_VENV)
-    env.pop("KERAS_BACKEND", None)
+    env["KERAS_BACKEND"] = "tensorflow"  # the shell's choice; train.backend wins (the record says which trained)
     return env
 
 
@@ -62,12 +62,13 @@ def test_each_backend_trains_through_dvc_exp_run_and_a_rerun_writes_the_same_fil
         assert again.returncode == 0 and "Running stage 'train'" in again.stdout, again.stdout[-3000:]
         assert (repo / "dvc.lock").read_text() == lock, backend
 
-        # a model trained on this backend loads and predicts with TensorFlow (the main venv's `mnist predict`),
-        # giving the labels the backend itself predicted
+        # a model trained on this backend loads and predicts with TensorFlow (the main venv's `mnist predict`,
+        # which has no JAX or PyTorch and ignores the shell's KERAS_BACKEND), giving the backend's own labels
         x_test = load_npz(repo / "data/prepared/prepared.npz", ("x_test",))["x_test"][:200]
         np.savez(repo / "test200.npz", x=(x_test.reshape(-1, 28, 28) * 255).round().astype(np.uint8))
         shown = subprocess.run(["mnist", "predict", "model/model.keras", "test200.npz", "--json"], cwd=repo,
-                               env=stage_env(), capture_output=True, text=True, timeout=300)
+                               env={**stage_env(), "KERAS_BACKEND": backend}, capture_output=True, text=True,
+                               timeout=300)
         assert shown.returncode == 0, shown.stderr[-2000:]
         labels = [row["label"] for row in json.loads(shown.stdout)["predictions"]]
         theirs = load_npz(repo / "model/predictions.npz", ("test",))["test"][:200].argmax(axis=1)

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import importlib.util
 import json
 import re
 import subprocess
@@ -214,6 +215,20 @@ def test_failed_run_registers_nothing(prefect_env, served: Path, model: str):
     assert "Traceback" not in logs.stdout, logs.stdout[-3000:]  # the one line, not the exception's trace
     assert f"error: unknown model '{model}'" in logs.stdout
     assert "Running stage" not in logs.stdout and "dvc repro" not in logs.stdout
+    assert registered(served) == before
+
+
+@pytest.mark.skipif(importlib.util.find_spec("jax") is not None, reason="this venv has JAX (.venv-backends)")
+def test_a_backend_the_serving_venv_lacks_fails_the_run_in_one_line(prefect_env, served: Path):
+    """`-p backend=jax` served from the main venv: refused before any stage, with the one line naming the set-up
+    that has JAX; nothing is registered."""
+    before = registered(served)
+    run = prefect(prefect_env, "deployment", "run", "train-mnist/mnist", "-p", "backend=jax", "--watch", cwd=served)
+    assert run.returncode != 0
+    flow_run_id = re.search(r"UUID: ([0-9a-f-]{36})", run.stdout).group(1)
+    logs = prefect(prefect_env, "flow-run", "logs", flow_run_id).stdout
+    assert "error: train.backend jax: jax is not installed in " in logs and "setup-backends.sh" in logs, logs[-3000:]
+    assert "Traceback" not in logs and "Running stage" not in logs, logs[-3000:]
     assert registered(served) == before
 
 
