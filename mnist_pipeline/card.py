@@ -10,18 +10,14 @@ from __future__ import annotations
 from typing import Any
 
 from mnist_pipeline.config import DATASET_NAMES
+from mnist_pipeline.reporting import markdown
 
 WHAT = {"mnist": "handwritten digits", "fashion_mnist": "clothing items"}
 
 
-def cell(value: Any) -> str:
-    """A table cell: no line breaks or pipes from record text."""
-    return str(value).replace("|", "\\|").replace("\n", " ")
-
-
 def table(header: list[str], rows: list[list[Any]]) -> list[str]:
-    return ["| " + " | ".join(header) + " |", "|" + "---|" * len(header),
-            *["| " + " | ".join(cell(value) for value in row) + " |" for row in rows]]
+    """The reports' markdown table (record text escaped), as lines."""
+    return markdown.table(header, rows).split("\n")
 
 
 def render_card(record: dict[str, Any]) -> str:

@@ -5,6 +5,7 @@ from __future__ import annotations
 import json
 import multiprocessing
 import os
+import re
 import subprocess
 import sys
 from pathlib import Path
@@ -246,3 +247,14 @@ def test_on_number_joins_the_record_and_its_failure_registers_nothing(tmp_path: 
                               on_number=lambda version, blessed: {"experiment": f"m-{version}", "seen": blessed})
     assert added["version"] == "v1" and added["experiment"] == "m-v1" and added["seen"] is True
     assert registry.read_record(root, "m", 1)["experiment"] == "m-v1"
+
+
+def test_a_model_cards_record_text_is_escaped():
+    """The card's tables escape record text as the reports do (markdown.table): no raw HTML, no extra cells."""
+    from mnist_pipeline.card import render_card
+
+    card = render_card({"name": "m", "version": "v1", "data_source": "<img src=x> | three",
+                        "params": {"train": {"model": "m", "backend": "jax", "precision": "mixed_float16"}}})
+    assert "| source | \\<img src=x\\> \\| three |" in card and not re.search(r"(?<!\\)<img", card)
+    assert "| Keras backend, precision | jax, mixed\\_float16 |" in card
+    assert "-S train.backend=jax -S train.precision=mixed_float16" in card
