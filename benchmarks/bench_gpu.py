@@ -64,11 +64,14 @@ def write_data(path: Path) -> None:
 def load(path: Path, small: bool) -> tuple:
     import numpy as np
 
-    with np.load(path, allow_pickle=False) as data:
-        missing = [key for key in ARRAYS if key not in data.files]
-        if missing:
-            raise SystemExit(f"error: {path} lacks {', '.join(missing)} (write it with --write-data)")
-        arrays = {key: data[key] for key in ARRAYS}
+    try:
+        with np.load(path, allow_pickle=False) as data:
+            missing = [key for key in ARRAYS if key not in data.files]
+            if missing:
+                raise SystemExit(f"error: {path} lacks {', '.join(missing)} (write it with --write-data)")
+            arrays = {key: data[key] for key in ARRAYS}
+    except (ValueError, OSError, EOFError) as exc:  # not an .npz, pickled, truncated
+        raise SystemExit(f"error: {path}: not a readable .npz ({str(exc).splitlines()[0][:200]})") from None
     if small:
         for split, count in (("train", SMALL["train"]), ("test", SMALL["test"])):
             arrays[f"x_{split}"], arrays[f"y_{split}"] = arrays[f"x_{split}"][:count], arrays[f"y_{split}"][:count]

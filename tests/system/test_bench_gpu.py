@@ -61,3 +61,15 @@ def test_small_mode_trains_without_what_a_gpu_machine_may_lack(backend: str, fas
     assert (result["train_images"], result["test_images"]) == (1000, 500)
     assert result["s_per_epoch"] > 0 and result["test_accuracy"] > 0.5  # 2 epochs on 1,000 real images learn
     assert f"small  {backend}" in ran.stdout
+
+
+def test_a_data_file_that_is_not_the_benchmarks_is_one_line(tmp_path: Path):
+    junk, partial = tmp_path / "junk.npz", tmp_path / "partial.npz"
+    junk.write_text("not an npz")
+    np.savez(partial, x=np.zeros(3))
+    for path, words in ((junk, "not a readable .npz"), (partial, "lacks x_train, y_train, x_test, y_test")):
+        ran = subprocess.run([sys.executable, "-m", "benchmarks.bench_gpu", "--data", str(path)], cwd=ROOT,
+                             env=stage_env(), capture_output=True, text=True, timeout=120)
+        assert ran.returncode == 1 and "Traceback" not in ran.stderr, ran.stderr[-2000:]
+        lines = ran.stderr.strip().splitlines()
+        assert len(lines) == 1 and lines[0].startswith(f"error: {path}") and words in lines[0], lines
