@@ -222,22 +222,33 @@ def test_a_good_local_file_then_reproduces(repo: Path, small_raw, tmp_path: Path
 @pytest.mark.bad_input
 def test_an_output_folder_over_what_the_project_keeps_is_refused_before_dvc_deletes_it(repo: Path):
     """The probe's data losses: `dvc exp run -S paths.demo=registry` deleted every registered version, `-S
-    paths.live=.` params.yaml and dvc.yaml, `-S paths.demo=docs` the tracked docs/ with an untracked note. DVC
-    refuses an output inside a folder .dvcignore lists before it deletes anything; the guard stage, which runs
-    before every other, refuses the rest in one line (dvclive's start-up cleanup never runs)."""
+    paths.live=.` params.yaml and dvc.yaml, `-S paths.demo=docs` the tracked docs/ with an untracked note; later
+    probes: `=mnist_pipeline` the code with an uncommitted file, `=README.md` the README, `=notes` an untracked
+    folder (exit 0). `dvc exp run` empties a moved output's path before any stage runs, so DVC must refuse it
+    first: .dvcignore ignores all but the outputs' own folders, and DVC refuses an output there when it loads
+    dvc.yaml. The guard stage, which runs before every other, refuses the rest in one line. A folder allowed in
+    .dvcignore (its two lines) then takes the output."""
     set_params(repo, {"train": {"model": "mlp_500"}})
     version = repo / "registry" / "mlp_500" / "v1" / "record.json"
     version.parent.mkdir(parents=True, exist_ok=True)
     version.write_text('{"a": "registered version"}\n')
     (repo / "params.yaml").write_text((repo / "params.yaml").read_text() + "# a note of the user's\n")
     (repo / "docs" / "notes.md").write_text("x\n")
-    kept = {path: path.read_bytes() for path in (version, repo / "params.yaml", repo / "dvc.yaml",
-                                                 repo / "docs" / "notes.md")}
+    (repo / "mnist_pipeline" / "uncommitted.py").write_text("# not committed yet\n")
+    (repo / "notes").mkdir(exist_ok=True)
+    (repo / "notes" / "a.txt").write_text("mine\n")
+    kept = {path: path.read_bytes() for path in (version, repo / "params.yaml", repo / "dvc.yaml", repo / "README.md",
+                                                 repo / "docs" / "notes.md", repo / "mnist_pipeline" / "uncommitted.py",
+                                                 repo / "mnist_pipeline" / "config.py", repo / "notes" / "a.txt")}
     for setting, words in (("paths.demo=registry", "is ignored by .dvcignore"),  # DVC's own refusal
-                           ("paths.live=.", "error: guard: paths.live='.' is the project root"),
+                           ("paths.live=.", "is ignored by .dvcignore"),  # ./metrics.json: the guard's line before
                            ("paths.checkpoints=registry", "error: guard: paths.checkpoints='registry' is the model "
                                                           "registry"),
-                           ("paths.demo=docs", "is ignored by .dvcignore")):
+                           ("paths.demo=docs", "is ignored by .dvcignore"),
+                           ("paths.demo=mnist_pipeline", "is ignored by .dvcignore"),
+                           ("paths.demo=README.md", "is ignored by .dvcignore"),
+                           ("paths.demo=notes", "is ignored by .dvcignore"),
+                           ("paths.demo=data/notes", "is ignored by .dvcignore")):
         done = dvc(repo, "exp", "run", "-S", setting)
         assert done.returncode != 0 and words in done.stdout, done.stdout
         for path, content in kept.items():
@@ -247,6 +258,20 @@ def test_an_output_folder_over_what_the_project_keeps_is_refused_before_dvc_dele
         subprocess.run(["git", "checkout", "-q", "main"], cwd=repo, capture_output=True)  # DVC leaves HEAD detached
         set_params(repo, {"train": {"model": "mlp_500"}})
         (repo / "params.yaml").write_text((repo / "params.yaml").read_text() + "# a note of the user's\n")
+    # the documented way to give an output a new folder of its own
+    ignore = (repo / ".dvcignore").read_text()
+    try:
+        (repo / ".dvcignore").write_text(ignore + "!/demo2\n!/demo2/**\n")
+        done = dvc(repo, "exp", "run", "-S", "paths.demo=demo2")
+        assert done.returncode == 0, done.stdout
+        assert (repo / "demo2" / "demo.json").is_file()
+    finally:
+        (repo / ".dvcignore").write_text(ignore)
+        subprocess.run(["git", "checkout", "-q", "main"], cwd=repo, capture_output=True)
+        set_params(repo, {"train": {"model": "mlp_500"}})
+        for path in (repo / "mnist_pipeline" / "uncommitted.py", repo / "notes" / "a.txt"):
+            path.unlink()
+        dvc(repo, "checkout")
 
 
 @pytest.mark.e2e

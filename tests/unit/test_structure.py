@@ -142,6 +142,47 @@ def test_cli_help_lists_the_subcommands():
         assert sub.returncode == 0 and "Usage: mnist " + command in sub.stdout, sub.stdout + sub.stderr
 
 
+DVC_FILES = {"dvc.yaml", "dvc.lock", "params.yaml"}  # DVC reads these itself: they cannot be ignored
+
+
+def dvc_outputs() -> set[str]:
+    """The folder of every output, metric and plot dvc.yaml's stages name (params.yaml's `paths` put in)."""
+    paths = read_params(ROOT / "params.yaml")["paths"]
+    names = [next(iter(out)) if isinstance(out, dict) else out for stage in DVC_YAML["stages"].values()
+             for kind in ("outs", "metrics", "plots") for out in stage.get(kind, [])]
+    return {str(paths[found.group(1)]) if (found := re.match(r"\$\{paths\.(\w+)\}", name)) else name
+            for name in names}
+
+
+def test_dvcignore_allows_an_output_only_where_params_yaml_puts_one():
+    """`dvc exp run` checks out every output before any stage runs, and a moved output has no hash yet, so its new
+    path is emptied: `-S paths.demo=notes` deleted an untracked notes/a.txt with exit 0, `=README.md` the README.
+    DVC refuses an output at a path .dvcignore ignores before that, so .dvcignore ignores everything but DVC's own
+    files and the output folders params.yaml names (checked with DVC's own matcher, as `dvc exp run` uses it)."""
+    from dvc.fs import LocalFileSystem
+    from dvc.ignore import DvcIgnoreFilter
+
+    fs = LocalFileSystem()
+    matcher = DvcIgnoreFilter(fs, str(ROOT))
+
+    def ignored(name: str) -> bool:
+        return matcher.is_ignored(fs, str(ROOT / name), ignore_subrepos=False)
+
+    outputs = dvc_outputs()
+    assert {"guard", "model", "data/raw", "demo"} <= outputs
+    for name in sorted(outputs | DVC_FILES):
+        assert not ignored(name) and not ignored(f"{name}/some/file"), name
+    tracked = subprocess.run(["git", "ls-files"], cwd=ROOT, capture_output=True, text=True, check=True).stdout.split()
+    own = [name for name in tracked if name in DVC_FILES or any(name.startswith(f"{out}/") for out in outputs)]
+    assert own and [name for name in tracked if not ignored(name)] == own
+    for name in ("notes", "demo2", "data/demo2", "data/cache", "registry", "checkpoints", "timings", "reports",
+                 "mnist_pipeline", "tasks", "README.md", ".dvcignore", ".gitignore", "data/.gitignore"):
+        assert ignored(name), f"{name}: DVC would empty it under a moved output"
+    allowed = {line[2:].removesuffix("/**") for line in (ROOT / ".dvcignore").read_text().splitlines()
+               if line.startswith("!/")}
+    assert allowed == outputs | DVC_FILES | {"data"}  # data/ holds outputs; /data/* ignores the rest of it
+
+
 # The rule behind `dvc exp run -S paths.demo=registry` (which deleted every registered version): each `paths` value,
 # moved to each folder the project keeps, is refused in one line, and the committed folders pass.
 KEPT_CASES = [".", ".git", ".git/hooks", ".dvc", ".dvc/cache", ".venv", "registry", "registry/cnn", "data/cache",
